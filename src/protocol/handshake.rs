@@ -1,0 +1,732 @@
+//! The opening handshake (RFC 6455 section 4), both sides.
+//!
+//! The server side reads an HTTP/1.1 Upgrade request ([`RequestParser`]), checks it
+//! ([`validate_request`]) and answers with a 101 ([`encode_accept`]) or a 4xx with a
+//! short plain-text reason ([`encode_reject`]). The client side writes a request
+//! ([`encode_request`]), reads the response ([`ResponseParser`]) and checks it
+//! ([`check_response`]).
+//!
+//! Heads are read incrementally and bounded: each call looks only at bytes it has not
+//! looked at before (re-scanning a growing buffer from byte 0 after every read turns a
+//! slow sender into quadratic work, as tungstenite's CVE-2023-43669 showed), and a head
+//! over `max_head_bytes` or `max_headers` fails at once with 431.
+
+use super::{Error, Status};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+
+/// The GUID appended to the key before hashing (RFC 6455 1.3, 4.2.2).
+pub const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Bounds on an HTTP head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeadLimits {
+    /// Longest head, request line and headers and the empty line. Default 8 KiB, the
+    /// common limit of HTTP servers (nginx's default large header buffer, Node's was 8).
+    pub max_head_bytes: usize,
+    /// Most header fields. Default 100, as in Node's `http` module.
+    pub max_headers: usize,
+}
+
+impl Default for HeadLimits {
+    fn default() -> Self {
+        HeadLimits {
+            max_head_bytes: 8 * 1024,
+            max_headers: 100,
+        }
+    }
+}
+
+/// Finds the end of an HTTP head (the empty line) across calls without re-reading.
+#[derive(Clone, Copy, Debug, Default)]
+struct HeadScanner {
+    /// Bytes of the buffer already looked at.
+    scanned: usize,
+    /// Line feeds seen so far: lines of the head.
+    lines: usize,
+}
+
+impl HeadScanner {
+    /// Looks at the bytes of `buf` not seen before. `buf` must start with the bytes
+    /// given to earlier calls. Returns the head's length, empty line included.
+    fn scan(&mut self, buf: &[u8], limits: HeadLimits) -> Result<Status<usize>, Error> {
+        let end = buf.len().min(limits.max_head_bytes);
+        while self.scanned < end {
+            let i = self.scanned;
+            self.scanned += 1;
+            if buf[i] != b'\n' {
+                continue;
+            }
+            // The request or status line, then one line per header, then the empty
+            // line: more than max_headers + 2 lines means too many headers.
+            self.lines += 1;
+            if i >= 3 && &buf[i - 3..=i] == b"\r\n\r\n" {
+                return Ok(Status::Complete(i + 1));
+            }
+            if self.lines > limits.max_headers + 1 {
+                return Err(Error::TooManyHeaders {
+                    max_headers: limits.max_headers,
+                });
+            }
+        }
+        if buf.len() >= limits.max_head_bytes {
+            return Err(Error::HeadTooLarge {
+                max_bytes: limits.max_head_bytes,
+            });
+        }
+        Ok(Status::Partial)
+    }
+}
+
+/// Header fields in the order received. Names keep their case; look-ups ignore it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers(pub Vec<(String, String)>);
+
+impl Headers {
+    /// Every value of the field `name`, in order.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of `name` when it appears exactly once.
+    pub fn one<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        let mut it = self.all(name);
+        match (it.next(), it.next()) {
+            (Some(v), None) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The comma-separated elements of every `name` field (RFC 7230 7), trimmed, empty
+    /// ones dropped.
+    pub fn list<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.all(name)
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    }
+
+    /// Whether the list `name` holds `token`, ignoring ASCII case.
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.list(name).any(|t| t.eq_ignore_ascii_case(token))
+    }
+}
+
+/// An HTTP request head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    /// The request target as sent: path and query.
+    pub target: String,
+    /// `HTTP/1.1` and the like.
+    pub version: String,
+    pub headers: Headers,
+}
+
+/// An HTTP response head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    pub version: String,
+    pub status: u16,
+    pub reason: String,
+    pub headers: Headers,
+}
+
+/// Reads a request head from a buffer that grows between calls.
+#[derive(Clone, Debug, Default)]
+pub struct RequestParser {
+    scanner: HeadScanner,
+    limits: HeadLimits,
+}
+
+impl RequestParser {
+    pub fn new(limits: HeadLimits) -> Self {
+        RequestParser {
+            scanner: HeadScanner::default(),
+            limits,
+        }
+    }
+
+    /// Call with everything received so far. Returns the request and the head's
+    /// length; bytes after it (frames the client sent right away) are the caller's.
+    pub fn parse(&mut self, buf: &[u8]) -> Result<Status<(Request, usize)>, Error> {
+        match self.scanner.scan(buf, self.limits)? {
+            Status::Partial => Ok(Status::Partial),
+            Status::Complete(n) => Ok(Status::Complete((parse_request_head(&buf[..n])?, n))),
+        }
+    }
+}
+
+/// Reads a response head from a buffer that grows between calls.
+#[derive(Clone, Debug, Default)]
+pub struct ResponseParser {
+    scanner: HeadScanner,
+    limits: HeadLimits,
+}
+
+impl ResponseParser {
+    pub fn new(limits: HeadLimits) -> Self {
+        ResponseParser {
+            scanner: HeadScanner::default(),
+            limits,
+        }
+    }
+
+    /// Call with everything received so far; see [`RequestParser::parse`].
+    pub fn parse(&mut self, buf: &[u8]) -> Result<Status<(Response, usize)>, Error> {
+        match self.scanner.scan(buf, self.limits)? {
+            Status::Partial => Ok(Status::Partial),
+            Status::Complete(n) => Ok(Status::Complete((parse_response_head(&buf[..n])?, n))),
+        }
+    }
+}
+
+/// RFC 7230 3.2.6 `tchar`: what a header name (a `token`) is made of.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Splits a complete head into its first line and its header fields.
+fn split_head(head: &[u8]) -> Result<(&str, Headers), Error> {
+    // Drop the empty line; every line left ends with CRLF (RFC 7230 3: a bare LF is
+    // not accepted as a line end here).
+    let body = head.strip_suffix(b"\r\n").filter(|b| b.ends_with(b"\r\n"));
+    let body = body.ok_or(Error::MalformedHttp("head must end with an empty line"))?;
+    let mut lines = body
+        .split_inclusive(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r\n"));
+    let first = lines
+        .next()
+        .flatten()
+        .ok_or(Error::MalformedHttp("lines must end with CRLF"))?;
+    let first =
+        std::str::from_utf8(first).map_err(|_| Error::MalformedHttp("first line is not text"))?;
+    let mut headers = Vec::new();
+    for line in lines {
+        let line = line.ok_or(Error::MalformedHttp("lines must end with CRLF"))?;
+        // RFC 7230 3.2.4: obsolete line folding "MUST" be rejected with 400.
+        let colon = line
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or(Error::MalformedHttp("header line without a colon"))?;
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+            return Err(Error::MalformedHttp("bad header name"));
+        }
+        // Field values are visible characters, spaces and tabs (obs-text allowed);
+        // control characters are not.
+        if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7F) {
+            return Err(Error::MalformedHttp("control character in header value"));
+        }
+        let name = String::from_utf8_lossy(name).into_owned();
+        let value = String::from_utf8_lossy(value)
+            .trim_matches([' ', '\t'])
+            .to_owned();
+        headers.push((name, value));
+    }
+    Ok((first, Headers(headers)))
+}
+
+/// Parses a complete request head (`METHOD SP target SP version CRLF headers CRLF`).
+pub fn parse_request_head(head: &[u8]) -> Result<Request, Error> {
+    let (line, headers) = split_head(head)?;
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Error::MalformedHttp("bad request line"));
+    };
+    if method.is_empty()
+        || !method.bytes().all(is_tchar)
+        || target.is_empty()
+        || !version.starts_with("HTTP/")
+    {
+        return Err(Error::MalformedHttp("bad request line"));
+    }
+    Ok(Request {
+        method: method.into(),
+        target: target.into(),
+        version: version.into(),
+        headers,
+    })
+}
+
+/// Parses a complete response head (`version SP status SP reason CRLF headers CRLF`).
+pub fn parse_response_head(head: &[u8]) -> Result<Response, Error> {
+    let (line, headers) = split_head(head)?;
+    let mut parts = line.splitn(3, ' ');
+    let (Some(version), Some(status)) = (parts.next(), parts.next()) else {
+        return Err(Error::MalformedHttp("bad status line"));
+    };
+    let status = match status.parse::<u16>() {
+        Ok(s) if status.len() == 3 && version.starts_with("HTTP/") => s,
+        _ => return Err(Error::MalformedHttp("bad status line")),
+    };
+    let reason = parts.next().unwrap_or("").to_owned();
+    Ok(Response {
+        version: version.into(),
+        status,
+        reason,
+        headers,
+    })
+}
+
+/// What a valid client handshake asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Offer {
+    /// `Sec-WebSocket-Key`, as sent.
+    pub key: String,
+    /// `Sec-WebSocket-Protocol` values, in the client's order of preference.
+    pub protocols: Vec<String>,
+    /// `Sec-WebSocket-Extensions` offers; none is implemented, so none is accepted.
+    pub extensions: Vec<String>,
+}
+
+/// Checks a request against RFC 6455 4.2.1, in the order of its items.
+pub fn validate_request(req: &Request) -> Result<Offer, Error> {
+    // 1. "An HTTP/1.1 or higher GET request".
+    if req.method != "GET" {
+        return Err(Error::MethodNotGet);
+    }
+    if req.version != "HTTP/1.1" {
+        return Err(Error::UnsupportedHttpVersion);
+    }
+    // 2. "A |Host| header field".
+    if req.headers.one("Host").is_none_or(str::is_empty) {
+        return Err(Error::MissingHost);
+    }
+    // 3. "An |Upgrade| header field containing the value "websocket", treated as an
+    //    ASCII case-insensitive value".
+    if !req.headers.has_token("Upgrade", "websocket") {
+        return Err(Error::MissingUpgradeWebsocket);
+    }
+    // 4. "A |Connection| header field that includes the token "Upgrade"".
+    if !req.headers.has_token("Connection", "upgrade") {
+        return Err(Error::MissingConnectionUpgrade);
+    }
+    // 5. "A |Sec-WebSocket-Key| header field with a base64-encoded value that, when
+    //    decoded, is 16 bytes in length."
+    let key = req.headers.one("Sec-WebSocket-Key").ok_or(Error::BadKey)?;
+    match BASE64.decode(key) {
+        Ok(raw) if raw.len() == 16 => {}
+        _ => return Err(Error::BadKey),
+    }
+    // 6. "A |Sec-WebSocket-Version| header field, with a value of 13." 4.4: otherwise
+    //    answer with the versions we speak (426 and `Sec-WebSocket-Version: 13`).
+    if req.headers.one("Sec-WebSocket-Version") != Some("13") {
+        return Err(Error::UnsupportedVersion);
+    }
+    Ok(Offer {
+        key: key.to_owned(),
+        protocols: req
+            .headers
+            .list("Sec-WebSocket-Protocol")
+            .map(str::to_owned)
+            .collect(),
+        extensions: req
+            .headers
+            .list("Sec-WebSocket-Extensions")
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+/// `Sec-WebSocket-Accept` for a key: base64(SHA-1(key + GUID)) (4.2.2 item 5.4).
+pub fn accept_key(key: &str) -> String {
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(GUID.as_bytes());
+    BASE64.encode(sha.digest().bytes())
+}
+
+/// The first protocol in the client's list that the server supports (4.2.2 item
+/// 5.4: the server selects "one or none" of the offered values).
+pub fn choose_protocol<'a>(offered: &'a [String], supported: &[&str]) -> Option<&'a str> {
+    offered
+        .iter()
+        .map(String::as_str)
+        .find(|p| supported.contains(p))
+}
+
+/// The 101 response that completes the server's side (4.2.2 item 5), ending with the
+/// empty line. `protocol` must be one of the offered values; no extension is
+/// accepted. `extra` headers are written as given.
+pub fn encode_accept(offer: &Offer, protocol: Option<&str>, extra: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = String::with_capacity(160);
+    out.push_str("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
+    out.push_str(&accept_key(&offer.key));
+    out.push_str("\r\n");
+    if let Some(p) = protocol {
+        out.push_str("Sec-WebSocket-Protocol: ");
+        out.push_str(p);
+        out.push_str("\r\n");
+    }
+    for (name, value) in extra {
+        out.push_str(name);
+        out.push_str(": ");
+        out.push_str(value);
+        out.push_str("\r\n");
+    }
+    out.push_str("\r\n");
+    out.into_bytes()
+}
+
+/// The standard reason phrase of the statuses this crate sends.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    }
+}
+
+/// An error response with a short plain-text body, then the connection closes. The
+/// headers the status calls for are added: `Sec-WebSocket-Version: 13` with 426
+/// (4.4), `Allow: GET` with 405 (RFC 7231 6.5.5).
+pub fn encode_error(status: u16, body: &str) -> Vec<u8> {
+    let extra = match status {
+        426 => "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n",
+        405 => "Allow: GET\r\n",
+        _ => "",
+    };
+    format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}\n",
+        reason_phrase(status),
+        body.len() + 1,
+    )
+    .into_bytes()
+}
+
+/// The answer to a rejected request: the error's status and fixed reason.
+pub fn encode_reject(err: &Error) -> Vec<u8> {
+    encode_error(err.http_status().unwrap_or(400), err.reason())
+}
+
+/// A client's opening handshake (4.1). `key` is 16 bytes from a good random source;
+/// the caller supplies it. Returns the request and the base64 key to check the
+/// response with.
+pub fn encode_request(
+    host: &str,
+    target: &str,
+    key: [u8; 16],
+    protocols: &[&str],
+    extra: &[(&str, &str)],
+) -> (Vec<u8>, String) {
+    let key = BASE64.encode(key);
+    let mut out = format!(
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    if !protocols.is_empty() {
+        out.push_str("Sec-WebSocket-Protocol: ");
+        out.push_str(&protocols.join(", "));
+        out.push_str("\r\n");
+    }
+    for (name, value) in extra {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    (out.into_bytes(), key)
+}
+
+/// Checks the server's response against RFC 6455 4.1 (the client's checks 1-6).
+/// Returns the subprotocol the server selected, if any.
+pub fn check_response(
+    resp: &Response,
+    key: &str,
+    offered: &[&str],
+) -> Result<Option<String>, Error> {
+    // 1. "If the status code received from the server is not 101, the client handles
+    //    the response per HTTP procedures" - for us, the connection fails.
+    if resp.status != 101 {
+        return Err(Error::UnexpectedStatus(resp.status));
+    }
+    // 2-3. Upgrade: websocket, Connection: upgrade, case-insensitive.
+    if !resp.headers.has_token("Upgrade", "websocket") {
+        return Err(Error::MissingUpgradeWebsocket);
+    }
+    if !resp.headers.has_token("Connection", "upgrade") {
+        return Err(Error::MissingConnectionUpgrade);
+    }
+    // 4. Sec-WebSocket-Accept must be base64(SHA-1(key + GUID)).
+    if resp.headers.one("Sec-WebSocket-Accept") != Some(accept_key(key).as_str()) {
+        return Err(Error::BadAccept);
+    }
+    // 5. "If the response includes a |Sec-WebSocket-Extensions| header field and this
+    //    header field indicates the use of an extension that was not present in the
+    //    client's handshake ... the client MUST _Fail the WebSocket Connection_."
+    //    This client offers none.
+    if resp
+        .headers
+        .list("Sec-WebSocket-Extensions")
+        .next()
+        .is_some()
+    {
+        return Err(Error::UnrequestedExtension);
+    }
+    // 6. The same for a subprotocol that was not offered.
+    let mut chosen = resp.headers.list("Sec-WebSocket-Protocol");
+    match (chosen.next(), chosen.next()) {
+        (None, _) => Ok(None),
+        (Some(p), None) if offered.contains(&p) => Ok(Some(p.to_owned())),
+        _ => Err(Error::UnofferedSubprotocol),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RFC_REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://example.com\r\nSec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    fn parse_whole(buf: &[u8]) -> Result<Request, Error> {
+        match RequestParser::default().parse(buf)? {
+            Status::Complete((req, n)) => {
+                assert_eq!(n, buf.len());
+                Ok(req)
+            }
+            Status::Partial => panic!("partial"),
+        }
+    }
+
+    fn with_header(name: &str, value: Option<&str>) -> Vec<u8> {
+        let text = std::str::from_utf8(RFC_REQUEST).unwrap();
+        let mut out = String::new();
+        for line in text.split_inclusive("\r\n") {
+            if line
+                .to_ascii_lowercase()
+                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+            {
+                if let Some(v) = value {
+                    out.push_str(&format!("{name}: {v}\r\n"));
+                }
+            } else {
+                out.push_str(line);
+            }
+        }
+        out.into_bytes()
+    }
+
+    #[test]
+    fn rfc_example_accept_key() {
+        // RFC 6455 1.3.
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn rfc_request_is_valid() {
+        let req = parse_whole(RFC_REQUEST).unwrap();
+        assert_eq!(req.target, "/chat");
+        let offer = validate_request(&req).unwrap();
+        assert_eq!(offer.protocols, ["chat", "superchat"]);
+        let resp = encode_accept(&offer, choose_protocol(&offer.protocols, &["chat"]), &[]);
+        let text = String::from_utf8(resp).unwrap();
+        assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+        assert!(text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+        assert!(text.contains("Sec-WebSocket-Protocol: chat\r\n"));
+        assert!(
+            text.ends_with("\r\n\r\n"),
+            "the response ends with the empty line"
+        );
+    }
+
+    #[test]
+    fn same_result_whole_halves_and_byte_by_byte() {
+        let mut trailing = RFC_REQUEST.to_vec();
+        trailing.extend_from_slice(&[0x81, 0x80]); // a frame sent right after the head
+        for step in [1, 2, 7, trailing.len() / 2, trailing.len()] {
+            let mut p = RequestParser::default();
+            let mut got = None;
+            for end in (step..=trailing.len())
+                .step_by(step)
+                .chain([trailing.len()])
+            {
+                if let Status::Complete(x) = p.parse(&trailing[..end]).unwrap() {
+                    got = Some(x);
+                    break;
+                }
+            }
+            let (req, n) = got.expect("complete");
+            assert_eq!(n, RFC_REQUEST.len(), "step {step}");
+            assert_eq!(req, parse_whole(RFC_REQUEST).unwrap());
+        }
+    }
+
+    #[test]
+    fn header_tokens_are_case_insensitive_lists() {
+        let req = with_header("Connection", Some("keep-alive, UPGRADE"));
+        let req = String::from_utf8(req)
+            .unwrap()
+            .replace("Upgrade: websocket", "Upgrade: WebSocket");
+        assert!(validate_request(&parse_whole(req.as_bytes()).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn each_missing_piece_has_its_answer() {
+        let cases: [(&str, Option<&str>, Error, u16); 7] = [
+            ("Host", None, Error::MissingHost, 400),
+            ("Upgrade", None, Error::MissingUpgradeWebsocket, 400),
+            ("Upgrade", Some("h2c"), Error::MissingUpgradeWebsocket, 400),
+            (
+                "Connection",
+                Some("keep-alive"),
+                Error::MissingConnectionUpgrade,
+                400,
+            ),
+            ("Sec-WebSocket-Key", Some("c2hvcnQ="), Error::BadKey, 400),
+            (
+                "Sec-WebSocket-Version",
+                Some("8"),
+                Error::UnsupportedVersion,
+                426,
+            ),
+            (
+                "Sec-WebSocket-Version",
+                None,
+                Error::UnsupportedVersion,
+                426,
+            ),
+        ];
+        for (name, value, err, status) in cases {
+            let req = parse_whole(&with_header(name, value)).unwrap();
+            assert_eq!(
+                validate_request(&req),
+                Err(err.clone()),
+                "{name}: {value:?}"
+            );
+            assert_eq!(err.http_status(), Some(status));
+        }
+        let post = String::from_utf8(RFC_REQUEST.to_vec())
+            .unwrap()
+            .replacen("GET", "POST", 1);
+        assert_eq!(
+            validate_request(&parse_whole(post.as_bytes()).unwrap()),
+            Err(Error::MethodNotGet)
+        );
+        let http10 = String::from_utf8(RFC_REQUEST.to_vec())
+            .unwrap()
+            .replacen("HTTP/1.1", "HTTP/1.0", 1);
+        assert_eq!(
+            validate_request(&parse_whole(http10.as_bytes()).unwrap()),
+            Err(Error::UnsupportedHttpVersion)
+        );
+    }
+
+    #[test]
+    fn version_rejection_names_version_13() {
+        let text = String::from_utf8(encode_reject(&Error::UnsupportedVersion)).unwrap();
+        assert!(text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
+        assert!(text.contains("\r\nSec-WebSocket-Version: 13\r\n"));
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+    }
+
+    #[test]
+    fn head_limits() {
+        let limits = HeadLimits {
+            max_head_bytes: 64,
+            max_headers: 3,
+        };
+        let mut p = RequestParser::new(limits);
+        assert_eq!(p.parse(&[b'a'; 63]), Ok(Status::Partial));
+        assert_eq!(
+            p.parse(&[b'a'; 64]),
+            Err(Error::HeadTooLarge { max_bytes: 64 })
+        );
+        let many = b"GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\nd: 4\r\n";
+        let mut p = RequestParser::new(HeadLimits {
+            max_head_bytes: 8192,
+            max_headers: 3,
+        });
+        assert_eq!(p.parse(many), Err(Error::TooManyHeaders { max_headers: 3 }));
+        let three = b"GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n";
+        let mut p = RequestParser::new(HeadLimits {
+            max_head_bytes: 8192,
+            max_headers: 3,
+        });
+        assert!(matches!(p.parse(three), Ok(Status::Complete(_))));
+        assert_eq!(
+            Error::TooManyHeaders { max_headers: 3 }.http_status(),
+            Some(431)
+        );
+    }
+
+    #[test]
+    fn malformed_heads() {
+        for bad in [
+            &b"GET /\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nno colon here\r\n\r\n",
+            b"GET / HTTP/1.1\r\n folded: x\r\n\r\n",
+            b"GET / HTTP/1.1\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nbad name: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nx: a\x01b\r\n\r\n",
+            b"GET  / HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse_whole(bad), Err(Error::MalformedHttp(_))),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn client_request_and_response_checks() {
+        let (req, key) = encode_request("localhost:9001", "/", [7; 16], &["chat"], &[]);
+        let parsed = parse_whole(&req).unwrap();
+        let offer = validate_request(&parsed).unwrap();
+        assert_eq!(offer.key, key);
+        let resp = encode_accept(&offer, Some("chat"), &[]);
+        let Status::Complete((r, n)) = ResponseParser::default().parse(&resp).unwrap() else {
+            panic!()
+        };
+        assert_eq!(n, resp.len());
+        assert_eq!(check_response(&r, &key, &["chat"]), Ok(Some("chat".into())));
+        assert_eq!(
+            check_response(&r, &key, &["other"]),
+            Err(Error::UnofferedSubprotocol)
+        );
+        assert_eq!(
+            check_response(&r, "AAAAAAAAAAAAAAAAAAAAAA==", &["chat"]),
+            Err(Error::BadAccept)
+        );
+        let with_ext = String::from_utf8(resp.clone()).unwrap().replace(
+            "\r\n\r\n",
+            "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+        );
+        let Status::Complete((r, _)) = ResponseParser::default()
+            .parse(with_ext.as_bytes())
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            check_response(&r, &key, &["chat"]),
+            Err(Error::UnrequestedExtension)
+        );
+        let not_found = encode_error(404, "nope");
+        let Status::Complete((r, _)) = ResponseParser::default().parse(&not_found).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            check_response(&r, &key, &[]),
+            Err(Error::UnexpectedStatus(404))
+        );
+    }
+}
