@@ -1,0 +1,686 @@
+//! A blocking WebSocket over any `Read + Write`, in either role.
+//!
+//! This layer moves bytes between a stream and the sans-I/O [`protocol`]: it reads
+//! into one reused buffer and decodes every frame a read returned, answers pings,
+//! echoes a peer's close, fails the connection with the right close code when the peer
+//! breaks a rule, and writes each frame's header and payload with one system call. It
+//! knows nothing of users or JSON.
+//!
+//! [`accept`] and [`connect`] run the opening handshake over the stream; a stream that
+//! is already past it is wrapped with [`WebSocket::from_raw`].
+
+use crate::protocol::close::{self, CloseFrame};
+use crate::protocol::frame::{self, FrameHeader, OpCode, MAX_HEADER_BYTES};
+use crate::protocol::handshake::{self, HeadLimits, Offer, Request, RequestParser, Response, ResponseParser};
+use crate::protocol::message::{Decoder, Event, FrameTrace, Limits, TRACE_PREVIEW_BYTES};
+use crate::protocol::{self, Role, Status};
+use std::fmt;
+use std::fs::File;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
+
+/// Settings of one WebSocket. Every limit has a documented default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Frame and message size limits (1009 when exceeded). See [`Limits`].
+    pub limits: Limits,
+    /// Bounds on the opening handshake's head (431 when exceeded). See [`HeadLimits`].
+    pub head_limits: HeadLimits,
+    /// Size of the reused read buffer. Default 16 KiB: one read takes a whole 16 KiB
+    /// message or many small frames, and an idle connection holds no more.
+    pub read_buffer_bytes: usize,
+    /// How long [`WebSocket::close_and_wait`] waits for the peer's close, and how long a
+    /// closing server drains the peer before it drops TCP. Default 5 s.
+    pub close_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            limits: Limits::default(),
+            head_limits: HeadLimits::default(),
+            read_buffer_bytes: 16 * 1024,
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What can go wrong on a WebSocket.
+#[derive(Debug)]
+pub enum Error {
+    /// The stream failed, timed out, or ended without a close frame (close code 1006
+    /// in the terms of RFC 6455 7.1.5).
+    Io(io::Error),
+    /// The peer broke a rule of RFC 6455. The answer has already been sent: an HTTP
+    /// error during the handshake, a close frame with [`protocol::Error::close_code`]
+    /// after it.
+    Protocol(protocol::Error),
+    /// The closing handshake is over; nothing more can be read or sent.
+    Closed,
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "i/o: {e}"),
+            Error::Protocol(e) => write!(f, "protocol: {e}"),
+            Error::Closed => f.write_str("connection closed"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Where a traced frame went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Received from the peer.
+    In,
+    /// Sent to the peer.
+    Out,
+}
+
+/// Receives every frame in and out when tracing is on (`--trace-frames`).
+pub type Tracer = Box<dyn FnMut(Direction, &FrameTrace) + Send>;
+
+/// The RFC 6455 connection states (4.1, 7.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Data flows both ways.
+    Open,
+    /// We sent a close and wait for the peer's.
+    Closing,
+    /// Both closes were exchanged, or the connection failed.
+    Closed,
+}
+
+/// Fills buffers from the operating system's random source, for masking keys (RFC 6455
+/// 5.3: keys "MUST be derived from a strong source of entropy") and handshake nonces.
+struct Urandom {
+    file: Option<File>,
+    pool: [u8; 64],
+    used: usize,
+}
+
+impl Urandom {
+    fn new() -> Self {
+        Urandom { file: None, pool: [0; 64], used: 64 }
+    }
+
+    fn fill(&mut self, out: &mut [u8]) -> io::Result<()> {
+        for b in out {
+            if self.used == self.pool.len() {
+                let file = match &mut self.file {
+                    Some(f) => f,
+                    None => self.file.insert(File::open("/dev/urandom")?),
+                };
+                file.read_exact(&mut self.pool)?;
+                self.used = 0;
+            }
+            *b = self.pool[self.used];
+            self.used += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Payloads up to this size are copied next to their header and written with one
+/// `write`; longer ones go out with one `writev` of header and payload, uncopied.
+const COPY_PAYLOAD_BYTES: usize = 16 * 1024;
+
+/// A write buffer grown past this by one large frame is given back afterwards.
+const KEEP_WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// A WebSocket connection over a blocking stream.
+pub struct WebSocket<S> {
+    stream: S,
+    role: Role,
+    config: Config,
+    state: State,
+    decoder: Decoder,
+    read_buf: Vec<u8>,
+    read_pos: usize,
+    read_len: usize,
+    write_buf: Vec<u8>,
+    random: Urandom,
+    tracer: Option<Tracer>,
+}
+
+impl<S: Read + Write> WebSocket<S> {
+    /// Wraps a stream whose opening handshake is done. `leftover` holds bytes read past
+    /// the handshake (frames the peer sent right away); they are decoded first.
+    pub fn from_raw(stream: S, role: Role, config: Config, leftover: &[u8]) -> Self {
+        let mut read_buf = vec![0; config.read_buffer_bytes.max(leftover.len()).max(MAX_HEADER_BYTES)];
+        read_buf[..leftover.len()].copy_from_slice(leftover);
+        WebSocket {
+            stream,
+            role,
+            config,
+            state: State::Open,
+            decoder: Decoder::new(role, config.limits),
+            read_buf,
+            read_pos: 0,
+            read_len: leftover.len(),
+            write_buf: Vec::new(),
+            random: Urandom::new(),
+            tracer: None,
+        }
+    }
+
+    /// Calls `tracer` with every frame received and sent from now on.
+    pub fn set_tracer(&mut self, tracer: Option<Tracer>) {
+        self.decoder.set_tracing(tracer.is_some());
+        self.tracer = tracer;
+    }
+
+    /// The connection state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// Reads the next message or control frame.
+    ///
+    /// A ping is answered with a pong carrying its payload before it is returned
+    /// (5.5.2). A close from the peer is echoed with its status code (5.5.1) before it
+    /// is returned; after that, [`Error::Closed`]. When the peer breaks a rule, the
+    /// connection is failed (7.1.7): a close frame with the matching code is sent and
+    /// [`Error::Protocol`] returned.
+    pub fn read(&mut self) -> Result<Event, Error> {
+        loop {
+            // 1. Decode what the last read left in the buffer.
+            while self.read_pos < self.read_len {
+                let decoded = self.decoder.decode(&self.read_buf[self.read_pos..self.read_len]);
+                self.emit_in_traces();
+                let (n, event) = match decoded {
+                    Ok(x) => x,
+                    Err(e) => return Err(self.fail(e)),
+                };
+                self.read_pos += n;
+                if let Some(event) = event {
+                    return self.on_event(event);
+                }
+            }
+            if self.state == State::Closed {
+                return Err(Error::Closed);
+            }
+            // 2. Refill the buffer with one read.
+            self.read_pos = 0;
+            self.read_len = 0;
+            let n = match self.stream.read(&mut self.read_buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::Io(e)),
+            };
+            if n == 0 {
+                self.state = State::Closed;
+                return Err(Error::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed TCP without a close frame")));
+            }
+            self.read_len = n;
+        }
+    }
+
+    fn on_event(&mut self, event: Event) -> Result<Event, Error> {
+        match &event {
+            Event::Ping(payload) if self.state == State::Open => {
+                let payload = payload.clone();
+                self.send_frame(true, OpCode::Pong, &payload)?;
+            }
+            Event::Close(frame) => {
+                if self.state == State::Open {
+                    // 5.5.1: "If an endpoint receives a Close frame and did not
+                    // previously send a Close frame, the endpoint MUST send a Close
+                    // frame in response ... typically echoing the status code it
+                    // received."
+                    let mut payload = Vec::new();
+                    if let Some(CloseFrame { code, .. }) = frame {
+                        close::encode_payload(*code, "", &mut payload);
+                    }
+                    self.state = State::Closed;
+                    self.send_control_unchecked(OpCode::Close, &payload)?;
+                }
+                self.state = State::Closed;
+            }
+            _ => {}
+        }
+        Ok(event)
+    }
+
+    /// Fails the connection (7.1.7): sends a close with the error's code unless a close
+    /// was already sent, and returns the error.
+    fn fail(&mut self, e: protocol::Error) -> Error {
+        if self.state == State::Open {
+            let mut payload = Vec::new();
+            close::encode_payload(e.close_code().unwrap_or(close::PROTOCOL_ERROR), e.reason(), &mut payload);
+            // The peer already broke the protocol; if this write fails too, the error
+            // to report is still the peer's.
+            let _ = self.send_control_unchecked(OpCode::Close, &payload);
+        }
+        self.state = State::Closed;
+        Error::Protocol(e)
+    }
+
+    fn emit_in_traces(&mut self) {
+        if let Some(tracer) = self.tracer.as_mut() {
+            for t in self.decoder.take_traces() {
+                tracer(Direction::In, &t);
+            }
+        }
+    }
+
+    /// Sends a text message in one frame.
+    pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        self.send_frame(true, OpCode::Text, text.as_bytes())
+    }
+
+    /// Sends a binary message in one frame.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.send_frame(true, OpCode::Binary, data)
+    }
+
+    /// Sends a message in frames of at most `fragment_bytes` payload each (5.4). A text
+    /// message may be cut inside a code point: the receiver validates across frames.
+    pub fn send_fragmented(&mut self, opcode: OpCode, data: &[u8], fragment_bytes: usize) -> Result<(), Error> {
+        if !matches!(opcode, OpCode::Text | OpCode::Binary) {
+            return Err(Error::Io(io::Error::new(io::ErrorKind::InvalidInput, "only text and binary messages are fragmented")));
+        }
+        let size = fragment_bytes.max(1);
+        let mut pieces = data.chunks(size).peekable();
+        if pieces.peek().is_none() {
+            return self.send_frame(true, opcode, &[]);
+        }
+        let mut op = opcode;
+        while let Some(piece) = pieces.next() {
+            self.send_frame(pieces.peek().is_none(), op, piece)?;
+            op = OpCode::Continuation;
+        }
+        Ok(())
+    }
+
+    /// Sends a ping (5.5.2). At most 125 bytes of payload.
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.send_control(OpCode::Ping, payload)
+    }
+
+    /// Sends an unsolicited pong, a one-way heartbeat (5.5.3).
+    pub fn pong(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.send_control(OpCode::Pong, payload)
+    }
+
+    /// Starts the closing handshake (7.1.2): sends a close and keeps reading until the
+    /// peer's close arrives ([`WebSocket::read`] returns it). `code` must be valid on the
+    /// wire (7.4); the reason is cut to fit 123 bytes.
+    pub fn close(&mut self, code: u16, reason: &str) -> Result<(), Error> {
+        if self.state != State::Open {
+            return Ok(());
+        }
+        if !close::is_valid_wire_code(code) {
+            return Err(Error::Io(io::Error::new(io::ErrorKind::InvalidInput, "close code may not be sent")));
+        }
+        let mut payload = Vec::new();
+        close::encode_payload(code, reason, &mut payload);
+        self.state = State::Closing;
+        self.send_control_unchecked(OpCode::Close, &payload)
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
+        if payload.len() > frame::MAX_CONTROL_PAYLOAD_BYTES {
+            return Err(Error::Io(io::Error::new(io::ErrorKind::InvalidInput, "control frame payload over 125 bytes")));
+        }
+        self.send_frame(true, opcode, payload)
+    }
+
+    /// Sends a control frame even while closing (the close itself).
+    fn send_control_unchecked(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
+        self.write_frame(true, opcode, payload)
+    }
+
+    fn send_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
+        if self.state != State::Open {
+            return Err(Error::Closed);
+        }
+        self.write_frame(fin, opcode, payload)
+    }
+
+    /// Writes one frame: header and payload in one system call (5.1: a client masks
+    /// with a fresh key from the OS; a server never masks).
+    fn write_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
+        let masking_key = match self.role {
+            Role::Client => {
+                let mut key = [0u8; 4];
+                self.random.fill(&mut key)?;
+                Some(key)
+            }
+            Role::Server => None,
+        };
+        if let Some(tracer) = self.tracer.as_mut() {
+            let header = FrameHeader { fin, rsv1: false, rsv2: false, rsv3: false, opcode, masking_key, payload_len: payload.len() as u64 };
+            let preview = payload[..payload.len().min(TRACE_PREVIEW_BYTES)].to_vec();
+            tracer(Direction::Out, &FrameTrace { header, preview });
+        }
+        if masking_key.is_none() && payload.len() > COPY_PAYLOAD_BYTES {
+            let mut head = Vec::with_capacity(MAX_HEADER_BYTES);
+            FrameHeader { fin, rsv1: false, rsv2: false, rsv3: false, opcode, masking_key, payload_len: payload.len() as u64 }
+                .encode(&mut head);
+            write_all_vectored(&mut self.stream, &mut [IoSlice::new(&head), IoSlice::new(payload)])?;
+        } else {
+            self.write_buf.clear();
+            frame::encode_frame(&mut self.write_buf, fin, opcode, masking_key, payload);
+            self.stream.write_all(&self.write_buf)?;
+            if self.write_buf.capacity() > KEEP_WRITE_BUFFER_BYTES {
+                self.write_buf = Vec::new();
+            }
+        }
+        self.stream.flush()?;
+        Ok(())
+    }
+}
+
+/// `write_all` for a list of buffers: one `writev` when the kernel takes it all.
+fn write_all_vectored<W: Write>(w: &mut W, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    while !bufs.is_empty() {
+        match w.write_vectored(bufs) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "stream took no bytes")),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+impl WebSocket<TcpStream> {
+    /// Closes and waits up to `close_timeout` for the peer's close (7.1.2), then drops
+    /// TCP the way [`WebSocket::shutdown`] does.
+    pub fn close_and_wait(&mut self, code: u16, reason: &str) -> Result<(), Error> {
+        self.close(code, reason)?;
+        let deadline = Instant::now() + self.config.close_timeout;
+        while self.state == State::Closing {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.stream.set_read_timeout(Some(left))?;
+            match self.read() {
+                Ok(_) => {}
+                Err(Error::Io(_)) | Err(Error::Closed) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        self.shutdown();
+        Ok(())
+    }
+
+    /// Ends the TCP connection after the close frames (7.1.1: "the server SHOULD close
+    /// the underlying TCP connection first"). Sends FIN, then reads and discards what
+    /// the peer still sends until it closes too or `close_timeout` passes. Dropping a
+    /// socket with unread input would send RST instead, and an RST can make the peer's
+    /// kernel discard our close frame before the peer reads it.
+    pub fn shutdown(&mut self) {
+        linger_close(&self.stream, self.config.close_timeout);
+        self.state = State::Closed;
+    }
+}
+
+/// Closes our side of `stream` and drains the peer until it closes too or `timeout`
+/// passes, so that the last bytes we wrote (a close frame, an HTTP error) are read by
+/// the peer rather than lost to an RST sent for unread input.
+pub fn linger_close(stream: &TcpStream, timeout: Duration) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + timeout;
+    let mut sink = [0u8; 4096];
+    let mut reader = stream;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match reader.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Reads an HTTP request head from `stream`. Returns the request and any bytes read
+/// past the head. On a malformed or oversized head, the error response has been
+/// written when this returns.
+pub fn read_request<S: Read + Write>(stream: &mut S, limits: HeadLimits) -> Result<(Request, Vec<u8>), Error> {
+    let mut parser = RequestParser::new(limits);
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = match stream.read(&mut chunk) {
+            Ok(0) => return Err(Error::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "closed during the handshake"))),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::Io(e)),
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        match parser.parse(&buf) {
+            Ok(Status::Partial) => {}
+            Ok(Status::Complete((req, used))) => return Ok((req, buf.split_off(used))),
+            Err(e) => {
+                let _ = stream.write_all(&handshake::encode_reject(&e));
+                return Err(Error::Protocol(e));
+            }
+        }
+    }
+}
+
+/// The server's opening handshake: reads and checks the request, lets `choose` pick a
+/// subprotocol from those offered, and answers 101, or the matching 4xx.
+pub fn accept_with<S, F>(mut stream: S, config: Config, choose: F) -> Result<(WebSocket<S>, Request), Error>
+where
+    S: Read + Write,
+    F: FnOnce(&Request, &Offer) -> Option<String>,
+{
+    let (req, leftover) = read_request(&mut stream, config.head_limits)?;
+    let offer = match handshake::validate_request(&req) {
+        Ok(offer) => offer,
+        Err(e) => {
+            let _ = stream.write_all(&handshake::encode_reject(&e));
+            return Err(Error::Protocol(e));
+        }
+    };
+    // A subprotocol the client did not offer would make it fail the connection (4.1).
+    let protocol = choose(&req, &offer).filter(|p| offer.protocols.contains(p));
+    stream.write_all(&handshake::encode_accept(&offer, protocol.as_deref(), &[]))?;
+    stream.flush()?;
+    Ok((WebSocket::from_raw(stream, Role::Server, config, &leftover), req))
+}
+
+/// The server's opening handshake with no subprotocol.
+pub fn accept<S: Read + Write>(stream: S, config: Config) -> Result<(WebSocket<S>, Request), Error> {
+    accept_with(stream, config, |_, _| None)
+}
+
+/// The client's opening handshake (4.1): sends a request for `target` on `host` with a
+/// fresh random key, offering `protocols`, and checks the response. Returns the
+/// socket, the response, and the subprotocol the server chose.
+pub fn connect<S: Read + Write>(mut stream: S, host: &str, target: &str, protocols: &[&str], config: Config) -> Result<(WebSocket<S>, Response, Option<String>), Error> {
+    let mut nonce = [0u8; 16];
+    Urandom::new().fill(&mut nonce)?;
+    let (request, key) = handshake::encode_request(host, target, nonce, protocols, &[]);
+    stream.write_all(&request)?;
+    stream.flush()?;
+    let mut parser = ResponseParser::new(config.head_limits);
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    let (resp, used) = loop {
+        let n = match stream.read(&mut chunk) {
+            Ok(0) => return Err(Error::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "closed during the handshake"))),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::Io(e)),
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        if let Status::Complete(x) = parser.parse(&buf).map_err(Error::Protocol)? {
+            break x;
+        }
+    };
+    let protocol = handshake::check_response(&resp, &key, protocols).map_err(Error::Protocol)?;
+    let ws = WebSocket::from_raw(stream, Role::Client, config, &buf[used..]);
+    Ok((ws, resp, protocol))
+}
+
+/// One line describing a frame, for people watching the protocol:
+/// `<- FIN=1 RSV=000 op=0x1 text MASK=1 key=37fa213d len=5 | 48 65 6c 6c 6f | "Hello"`.
+pub fn describe_frame(direction: Direction, t: &FrameTrace) -> String {
+    let h = &t.header;
+    let mut line = format!(
+        "{} FIN={} RSV={}{}{} op={:#x} {} MASK={}",
+        if direction == Direction::In { "<-" } else { "->" },
+        h.fin as u8,
+        h.rsv1 as u8,
+        h.rsv2 as u8,
+        h.rsv3 as u8,
+        h.opcode.bits(),
+        h.opcode.name(),
+        h.masking_key.is_some() as u8,
+    );
+    if let Some(k) = h.masking_key {
+        line.push_str(&format!(" key={:02x}{:02x}{:02x}{:02x}", k[0], k[1], k[2], k[3]));
+    }
+    line.push_str(&format!(" len={}", h.payload_len));
+    if !t.preview.is_empty() {
+        line.push_str(" |");
+        for b in &t.preview {
+            line.push_str(&format!(" {b:02x}"));
+        }
+        if (t.preview.len() as u64) < h.payload_len {
+            line.push_str(" ..");
+        }
+        match h.opcode {
+            OpCode::Close if t.preview.len() >= 2 => {
+                let code = u16::from_be_bytes([t.preview[0], t.preview[1]]);
+                line.push_str(&format!(" | code={code} {:?}", String::from_utf8_lossy(&t.preview[2..])));
+            }
+            _ => {
+                let text: String = String::from_utf8_lossy(&t.preview).chars().map(|c| if c.is_control() { '.' } else { c }).collect();
+                line.push_str(&format!(" | {text:?}"));
+            }
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    /// A stream that reads from a script and records what is written.
+    struct Duplex {
+        input: Cursor<Vec<u8>>,
+        output: Vec<u8>,
+        /// Largest read handed out at once, to test chunked input.
+        read_max: usize,
+    }
+
+    impl Read for Duplex {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.read_max);
+            self.input.read(&mut buf[..n])
+        }
+    }
+
+    impl Write for Duplex {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.output.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn masked(fin: bool, op: OpCode, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        frame::encode_frame(&mut out, fin, op, Some([1, 2, 3, 4]), payload);
+        out
+    }
+
+    fn server(input: Vec<u8>, read_max: usize) -> WebSocket<Duplex> {
+        WebSocket::from_raw(Duplex { input: Cursor::new(input), output: Vec::new(), read_max }, Role::Server, Config::default(), &[])
+    }
+
+    #[test]
+    fn ping_is_answered_and_close_echoed() {
+        for read_max in [1, 3, 1 << 16] {
+            let mut input = masked(true, OpCode::Ping, b"abc");
+            input.extend(masked(true, OpCode::Text, b"hi"));
+            input.extend(masked(true, OpCode::Close, &[0x03, 0xe8]));
+            let mut ws = server(input, read_max);
+            assert_eq!(ws.read().unwrap(), Event::Ping(b"abc".to_vec()));
+            assert_eq!(ws.read().unwrap(), Event::Text("hi".into()));
+            assert!(matches!(ws.read().unwrap(), Event::Close(Some(CloseFrame { code: 1000, .. }))));
+            assert!(matches!(ws.read(), Err(Error::Closed)));
+            // pong "abc", then the echoed close 1000, unmasked
+            assert_eq!(ws.stream.output, [0x8a, 3, b'a', b'b', b'c', 0x88, 2, 0x03, 0xe8]);
+        }
+    }
+
+    #[test]
+    fn protocol_error_sends_matching_close() {
+        let mut ws = server(masked(true, OpCode::Text, b"\xff"), 1 << 16);
+        assert!(matches!(ws.read(), Err(Error::Protocol(protocol::Error::InvalidUtf8))));
+        assert_eq!(&ws.stream.output[..4], &[0x88, ws.stream.output[1], 0x03, 0xef]); // 1007
+        assert_eq!(ws.state(), State::Closed);
+    }
+
+    #[test]
+    fn eof_without_close_is_io_error() {
+        let mut ws = server(Vec::new(), 10);
+        assert!(matches!(ws.read(), Err(Error::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof));
+    }
+
+    #[test]
+    fn client_masks_and_fragments() {
+        let duplex = Duplex { input: Cursor::new(Vec::new()), output: Vec::new(), read_max: 100 };
+        let mut ws = WebSocket::from_raw(duplex, Role::Client, Config::default(), &[]);
+        ws.send_fragmented(OpCode::Text, "héllo".as_bytes(), 2).unwrap();
+        let written = ws.stream.output.clone();
+        let mut d = crate::protocol::message::Decoder::new(Role::Server, Limits::default());
+        let (_, ev) = d.decode(&written).unwrap();
+        assert_eq!(ev, Some(Event::Text("héllo".into())));
+    }
+
+    #[test]
+    fn handshake_over_a_stream() {
+        let req = b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: a, b\r\n\r\n";
+        let mut input = req.to_vec();
+        input.extend(masked(true, OpCode::Text, b"early"));
+        let duplex = Duplex { input: Cursor::new(input), output: Vec::new(), read_max: 7 };
+        let (mut ws, req) = accept_with(duplex, Config::default(), |_, offer| offer.protocols.last().cloned()).unwrap();
+        assert_eq!(req.target, "/echo");
+        let out = String::from_utf8(ws.stream.output.clone()).unwrap();
+        assert!(out.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+        assert!(out.contains("Sec-WebSocket-Protocol: b\r\n"));
+        assert_eq!(ws.read().unwrap(), Event::Text("early".into()), "bytes after the head are kept");
+    }
+
+    #[test]
+    fn describe_is_readable() {
+        let t = FrameTrace {
+            header: FrameHeader { fin: true, rsv1: false, rsv2: false, rsv3: false, opcode: OpCode::Text, masking_key: Some([0x37, 0xfa, 0x21, 0x3d]), payload_len: 5 },
+            preview: b"Hello".to_vec(),
+        };
+        assert_eq!(describe_frame(Direction::In, &t), "<- FIN=1 RSV=000 op=0x1 text MASK=1 key=37fa213d len=5 | 48 65 6c 6c 6f | \"Hello\"");
+    }
+}
