@@ -24,7 +24,13 @@ pub struct Figure {
 
 /// Runs `step` (which processes `bytes` bytes and `items` items) repeatedly for about
 /// `time`, after a short warm-up.
-fn measure(name: &'static str, time: Duration, bytes: usize, items: Option<usize>, mut step: impl FnMut()) -> Figure {
+fn measure(
+    name: &'static str,
+    time: Duration,
+    bytes: usize,
+    items: Option<usize>,
+    mut step: impl FnMut(),
+) -> Figure {
     let warm = Instant::now();
     while warm.elapsed() < time / 10 {
         step();
@@ -69,7 +75,13 @@ fn frame_stream(size: usize, total: usize) -> (Vec<u8>, usize) {
     let count = (total / size.max(1)).max(1);
     let mut out = Vec::new();
     for i in 0..count {
-        encode_frame(&mut out, true, OpCode::Binary, Some([i as u8, 0x5a, 0xa5, 0x3c]), &payload);
+        encode_frame(
+            &mut out,
+            true,
+            OpCode::Binary,
+            Some([i as u8, 0x5a, 0xa5, 0x3c]),
+            &payload,
+        );
     }
     (out, count)
 }
@@ -79,16 +91,40 @@ pub fn codec(time: Duration) -> Vec<Figure> {
     let key = [0x37, 0xfa, 0x21, 0x3d];
     let mut buf = vec![0xabu8; 64 * 1024];
     let mut figures = Vec::new();
-    figures.push(measure("unmask 64 KiB, word-at-a-time", time, buf.len(), None, || {
-        apply_mask(black_box(&mut buf), key, 1);
-    }));
-    figures.push(measure("unmask 64 KiB, byte-wise reference", time, buf.len(), None, || {
-        apply_mask_reference(black_box(&mut buf), key, 1);
-    }));
+    figures.push(measure(
+        "unmask 64 KiB, word-at-a-time",
+        time,
+        buf.len(),
+        None,
+        || {
+            apply_mask(black_box(&mut buf), key, 1);
+        },
+    ));
+    figures.push(measure(
+        "unmask 64 KiB, byte-wise reference",
+        time,
+        buf.len(),
+        None,
+        || {
+            apply_mask_reference(black_box(&mut buf), key, 1);
+        },
+    ));
     let (small, n_small) = frame_stream(32, 1 << 20);
-    figures.push(measure("decode 32 B masked frames", time, small.len(), Some(n_small), || decode_all(black_box(&small), n_small)));
+    figures.push(measure(
+        "decode 32 B masked frames",
+        time,
+        small.len(),
+        Some(n_small),
+        || decode_all(black_box(&small), n_small),
+    ));
     let (large, n_large) = frame_stream(64 * 1024, 8 << 20);
-    figures.push(measure("decode 64 KiB masked frames", time, large.len(), Some(n_large), || decode_all(black_box(&large), n_large)));
+    figures.push(measure(
+        "decode 64 KiB masked frames",
+        time,
+        large.len(),
+        Some(n_large),
+        || decode_all(black_box(&large), n_large),
+    ));
     figures
 }
 
@@ -96,14 +132,21 @@ pub fn codec(time: Duration) -> Vec<Figure> {
 pub fn report(figures: &[Figure]) -> String {
     let mut out = String::new();
     for f in figures {
-        out.push_str(&format!("{:<40} {:>8.2} GB/s", f.name, f.bytes_per_sec / 1e9));
+        out.push_str(&format!(
+            "{:<40} {:>8.2} GB/s",
+            f.name,
+            f.bytes_per_sec / 1e9
+        ));
         if let Some(items) = f.items_per_sec {
             out.push_str(&format!("  {:>12.0} frames/s", items));
         }
         out.push('\n');
     }
     if let (Some(fast), Some(slow)) = (figures.first(), figures.get(1)) {
-        out.push_str(&format!("word-at-a-time / reference: {:.1}x\n", fast.bytes_per_sec / slow.bytes_per_sec));
+        out.push_str(&format!(
+            "word-at-a-time / reference: {:.1}x\n",
+            fast.bytes_per_sec / slow.bytes_per_sec
+        ));
     }
     out
 }

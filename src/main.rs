@@ -13,6 +13,7 @@ usage:
       --listen ADDR                 address to listen on (default 127.0.0.1:9001)
       --mode echo                   what to do with messages (only 'echo' for now)
       --trace-frames                print every frame in and out, annotated
+      --handshake-timeout SECONDS   time to send the opening handshake (default 10)
       --max-frame-bytes N           longest frame payload (default 16777216)
       --max-message-bytes N         longest message (default 67108864)
   switchboard bench codec [--seconds S]
@@ -49,11 +50,14 @@ fn run(args: &[String]) -> Result<(), String> {
 
 /// Takes the value that follows option `name`.
 fn value<'a>(it: &mut impl Iterator<Item = &'a String>, name: &str) -> Result<&'a str, String> {
-    it.next().map(String::as_str).ok_or_else(|| format!("{name} needs a value"))
+    it.next()
+        .map(String::as_str)
+        .ok_or_else(|| format!("{name} needs a value"))
 }
 
 fn number<T: std::str::FromStr>(text: &str, name: &str) -> Result<T, String> {
-    text.parse().map_err(|_| format!("{name}: '{text}' is not a number"))
+    text.parse()
+        .map_err(|_| format!("{name}: '{text}' is not a number"))
 }
 
 fn run_echo(args: &[String]) -> Result<(), String> {
@@ -68,12 +72,24 @@ fn run_echo(args: &[String]) -> Result<(), String> {
                 other => return Err(format!("--mode {other}: only 'echo' is implemented")),
             },
             "--trace-frames" => config.trace_frames = true,
-            "--max-frame-bytes" => config.ws.limits.max_frame_bytes = number(value(&mut it, arg)?, arg)?,
-            "--max-message-bytes" => config.ws.limits.max_message_bytes = number(value(&mut it, arg)?, arg)?,
+            "--handshake-timeout" => {
+                let secs: f64 = number(value(&mut it, arg)?, arg)?;
+                if !(secs > 0.0 && secs < 1e9) {
+                    return Err(format!("{arg}: give a positive number of seconds"));
+                }
+                config.handshake_timeout = Duration::from_secs_f64(secs);
+            }
+            "--max-frame-bytes" => {
+                config.ws.limits.max_frame_bytes = number(value(&mut it, arg)?, arg)?
+            }
+            "--max-message-bytes" => {
+                config.ws.limits.max_message_bytes = number(value(&mut it, arg)?, arg)?
+            }
             other => return Err(format!("echo: unknown option '{other}'")),
         }
     }
-    let listener = TcpListener::bind(&listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listener =
+        TcpListener::bind(&listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     // The first line on stdout says where we listen: tests bind port 0 and read it.
     println!("listening on {addr}");

@@ -11,7 +11,9 @@
 
 use crate::protocol::close::{self, CloseFrame};
 use crate::protocol::frame::{self, FrameHeader, OpCode, MAX_HEADER_BYTES};
-use crate::protocol::handshake::{self, HeadLimits, Offer, Request, RequestParser, Response, ResponseParser};
+use crate::protocol::handshake::{
+    self, HeadLimits, Offer, Request, RequestParser, Response, ResponseParser,
+};
 use crate::protocol::message::{Decoder, Event, FrameTrace, Limits, TRACE_PREVIEW_BYTES};
 use crate::protocol::{self, Role, Status};
 use std::fmt;
@@ -111,7 +113,11 @@ struct Urandom {
 
 impl Urandom {
     fn new() -> Self {
-        Urandom { file: None, pool: [0; 64], used: 64 }
+        Urandom {
+            file: None,
+            pool: [0; 64],
+            used: 64,
+        }
     }
 
     fn fill(&mut self, out: &mut [u8]) -> io::Result<()> {
@@ -157,7 +163,13 @@ impl<S: Read + Write> WebSocket<S> {
     /// Wraps a stream whose opening handshake is done. `leftover` holds bytes read past
     /// the handshake (frames the peer sent right away); they are decoded first.
     pub fn from_raw(stream: S, role: Role, config: Config, leftover: &[u8]) -> Self {
-        let mut read_buf = vec![0; config.read_buffer_bytes.max(leftover.len()).max(MAX_HEADER_BYTES)];
+        let mut read_buf = vec![
+            0;
+            config
+                .read_buffer_bytes
+                .max(leftover.len())
+                .max(MAX_HEADER_BYTES)
+        ];
         read_buf[..leftover.len()].copy_from_slice(leftover);
         WebSocket {
             stream,
@@ -206,7 +218,9 @@ impl<S: Read + Write> WebSocket<S> {
         loop {
             // 1. Decode what the last read left in the buffer.
             while self.read_pos < self.read_len {
-                let decoded = self.decoder.decode(&self.read_buf[self.read_pos..self.read_len]);
+                let decoded = self
+                    .decoder
+                    .decode(&self.read_buf[self.read_pos..self.read_len]);
                 self.emit_in_traces();
                 let (n, event) = match decoded {
                     Ok(x) => x,
@@ -230,7 +244,10 @@ impl<S: Read + Write> WebSocket<S> {
             };
             if n == 0 {
                 self.state = State::Closed;
-                return Err(Error::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed TCP without a close frame")));
+                return Err(Error::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "peer closed TCP without a close frame",
+                )));
             }
             self.read_len = n;
         }
@@ -267,7 +284,11 @@ impl<S: Read + Write> WebSocket<S> {
     fn fail(&mut self, e: protocol::Error) -> Error {
         if self.state == State::Open {
             let mut payload = Vec::new();
-            close::encode_payload(e.close_code().unwrap_or(close::PROTOCOL_ERROR), e.reason(), &mut payload);
+            close::encode_payload(
+                e.close_code().unwrap_or(close::PROTOCOL_ERROR),
+                e.reason(),
+                &mut payload,
+            );
             // The peer already broke the protocol; if this write fails too, the error
             // to report is still the peer's.
             let _ = self.send_control_unchecked(OpCode::Close, &payload);
@@ -296,9 +317,17 @@ impl<S: Read + Write> WebSocket<S> {
 
     /// Sends a message in frames of at most `fragment_bytes` payload each (5.4). A text
     /// message may be cut inside a code point: the receiver validates across frames.
-    pub fn send_fragmented(&mut self, opcode: OpCode, data: &[u8], fragment_bytes: usize) -> Result<(), Error> {
+    pub fn send_fragmented(
+        &mut self,
+        opcode: OpCode,
+        data: &[u8],
+        fragment_bytes: usize,
+    ) -> Result<(), Error> {
         if !matches!(opcode, OpCode::Text | OpCode::Binary) {
-            return Err(Error::Io(io::Error::new(io::ErrorKind::InvalidInput, "only text and binary messages are fragmented")));
+            return Err(Error::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "only text and binary messages are fragmented",
+            )));
         }
         let size = fragment_bytes.max(1);
         let mut pieces = data.chunks(size).peekable();
@@ -331,7 +360,10 @@ impl<S: Read + Write> WebSocket<S> {
             return Ok(());
         }
         if !close::is_valid_wire_code(code) {
-            return Err(Error::Io(io::Error::new(io::ErrorKind::InvalidInput, "close code may not be sent")));
+            return Err(Error::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "close code may not be sent",
+            )));
         }
         let mut payload = Vec::new();
         close::encode_payload(code, reason, &mut payload);
@@ -341,7 +373,10 @@ impl<S: Read + Write> WebSocket<S> {
 
     fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
         if payload.len() > frame::MAX_CONTROL_PAYLOAD_BYTES {
-            return Err(Error::Io(io::Error::new(io::ErrorKind::InvalidInput, "control frame payload over 125 bytes")));
+            return Err(Error::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "control frame payload over 125 bytes",
+            )));
         }
         self.send_frame(true, opcode, payload)
     }
@@ -370,15 +405,34 @@ impl<S: Read + Write> WebSocket<S> {
             Role::Server => None,
         };
         if let Some(tracer) = self.tracer.as_mut() {
-            let header = FrameHeader { fin, rsv1: false, rsv2: false, rsv3: false, opcode, masking_key, payload_len: payload.len() as u64 };
+            let header = FrameHeader {
+                fin,
+                rsv1: false,
+                rsv2: false,
+                rsv3: false,
+                opcode,
+                masking_key,
+                payload_len: payload.len() as u64,
+            };
             let preview = payload[..payload.len().min(TRACE_PREVIEW_BYTES)].to_vec();
             tracer(Direction::Out, &FrameTrace { header, preview });
         }
         if masking_key.is_none() && payload.len() > COPY_PAYLOAD_BYTES {
             let mut head = Vec::with_capacity(MAX_HEADER_BYTES);
-            FrameHeader { fin, rsv1: false, rsv2: false, rsv3: false, opcode, masking_key, payload_len: payload.len() as u64 }
-                .encode(&mut head);
-            write_all_vectored(&mut self.stream, &mut [IoSlice::new(&head), IoSlice::new(payload)])?;
+            FrameHeader {
+                fin,
+                rsv1: false,
+                rsv2: false,
+                rsv3: false,
+                opcode,
+                masking_key,
+                payload_len: payload.len() as u64,
+            }
+            .encode(&mut head);
+            write_all_vectored(
+                &mut self.stream,
+                &mut [IoSlice::new(&head), IoSlice::new(payload)],
+            )?;
         } else {
             self.write_buf.clear();
             frame::encode_frame(&mut self.write_buf, fin, opcode, masking_key, payload);
@@ -396,7 +450,12 @@ impl<S: Read + Write> WebSocket<S> {
 fn write_all_vectored<W: Write>(w: &mut W, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
     while !bufs.is_empty() {
         match w.write_vectored(bufs) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "stream took no bytes")),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "stream took no bytes",
+                ))
+            }
             Ok(n) => IoSlice::advance_slices(&mut bufs, n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -461,13 +520,21 @@ pub fn linger_close(stream: &TcpStream, timeout: Duration) {
 /// Reads an HTTP request head from `stream`. Returns the request and any bytes read
 /// past the head. On a malformed or oversized head, the error response has been
 /// written when this returns.
-pub fn read_request<S: Read + Write>(stream: &mut S, limits: HeadLimits) -> Result<(Request, Vec<u8>), Error> {
+pub fn read_request<S: Read + Write>(
+    stream: &mut S,
+    limits: HeadLimits,
+) -> Result<(Request, Vec<u8>), Error> {
     let mut parser = RequestParser::new(limits);
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
         let n = match stream.read(&mut chunk) {
-            Ok(0) => return Err(Error::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "closed during the handshake"))),
+            Ok(0) => {
+                return Err(Error::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed during the handshake",
+                )))
+            }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::Io(e)),
@@ -486,7 +553,11 @@ pub fn read_request<S: Read + Write>(stream: &mut S, limits: HeadLimits) -> Resu
 
 /// The server's opening handshake: reads and checks the request, lets `choose` pick a
 /// subprotocol from those offered, and answers 101, or the matching 4xx.
-pub fn accept_with<S, F>(mut stream: S, config: Config, choose: F) -> Result<(WebSocket<S>, Request), Error>
+pub fn accept_with<S, F>(
+    mut stream: S,
+    config: Config,
+    choose: F,
+) -> Result<(WebSocket<S>, Request), Error>
 where
     S: Read + Write,
     F: FnOnce(&Request, &Offer) -> Option<String>,
@@ -503,18 +574,30 @@ where
     let protocol = choose(&req, &offer).filter(|p| offer.protocols.contains(p));
     stream.write_all(&handshake::encode_accept(&offer, protocol.as_deref(), &[]))?;
     stream.flush()?;
-    Ok((WebSocket::from_raw(stream, Role::Server, config, &leftover), req))
+    Ok((
+        WebSocket::from_raw(stream, Role::Server, config, &leftover),
+        req,
+    ))
 }
 
 /// The server's opening handshake with no subprotocol.
-pub fn accept<S: Read + Write>(stream: S, config: Config) -> Result<(WebSocket<S>, Request), Error> {
+pub fn accept<S: Read + Write>(
+    stream: S,
+    config: Config,
+) -> Result<(WebSocket<S>, Request), Error> {
     accept_with(stream, config, |_, _| None)
 }
 
 /// The client's opening handshake (4.1): sends a request for `target` on `host` with a
 /// fresh random key, offering `protocols`, and checks the response. Returns the
 /// socket, the response, and the subprotocol the server chose.
-pub fn connect<S: Read + Write>(mut stream: S, host: &str, target: &str, protocols: &[&str], config: Config) -> Result<(WebSocket<S>, Response, Option<String>), Error> {
+pub fn connect<S: Read + Write>(
+    mut stream: S,
+    host: &str,
+    target: &str,
+    protocols: &[&str],
+    config: Config,
+) -> Result<(WebSocket<S>, Response, Option<String>), Error> {
     let mut nonce = [0u8; 16];
     Urandom::new().fill(&mut nonce)?;
     let (request, key) = handshake::encode_request(host, target, nonce, protocols, &[]);
@@ -525,7 +608,12 @@ pub fn connect<S: Read + Write>(mut stream: S, host: &str, target: &str, protoco
     let mut chunk = [0u8; 1024];
     let (resp, used) = loop {
         let n = match stream.read(&mut chunk) {
-            Ok(0) => return Err(Error::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "closed during the handshake"))),
+            Ok(0) => {
+                return Err(Error::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed during the handshake",
+                )))
+            }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::Io(e)),
@@ -546,7 +634,11 @@ pub fn describe_frame(direction: Direction, t: &FrameTrace) -> String {
     let h = &t.header;
     let mut line = format!(
         "{} FIN={} RSV={}{}{} op={:#x} {} MASK={}",
-        if direction == Direction::In { "<-" } else { "->" },
+        if direction == Direction::In {
+            "<-"
+        } else {
+            "->"
+        },
         h.fin as u8,
         h.rsv1 as u8,
         h.rsv2 as u8,
@@ -556,7 +648,10 @@ pub fn describe_frame(direction: Direction, t: &FrameTrace) -> String {
         h.masking_key.is_some() as u8,
     );
     if let Some(k) = h.masking_key {
-        line.push_str(&format!(" key={:02x}{:02x}{:02x}{:02x}", k[0], k[1], k[2], k[3]));
+        line.push_str(&format!(
+            " key={:02x}{:02x}{:02x}{:02x}",
+            k[0], k[1], k[2], k[3]
+        ));
     }
     line.push_str(&format!(" len={}", h.payload_len));
     if !t.preview.is_empty() {
@@ -570,10 +665,16 @@ pub fn describe_frame(direction: Direction, t: &FrameTrace) -> String {
         match h.opcode {
             OpCode::Close if t.preview.len() >= 2 => {
                 let code = u16::from_be_bytes([t.preview[0], t.preview[1]]);
-                line.push_str(&format!(" | code={code} {:?}", String::from_utf8_lossy(&t.preview[2..])));
+                line.push_str(&format!(
+                    " | code={code} {:?}",
+                    String::from_utf8_lossy(&t.preview[2..])
+                ));
             }
             _ => {
-                let text: String = String::from_utf8_lossy(&t.preview).chars().map(|c| if c.is_control() { '.' } else { c }).collect();
+                let text: String = String::from_utf8_lossy(&t.preview)
+                    .chars()
+                    .map(|c| if c.is_control() { '.' } else { c })
+                    .collect();
                 line.push_str(&format!(" | {text:?}"));
             }
         }
@@ -617,7 +718,16 @@ mod tests {
     }
 
     fn server(input: Vec<u8>, read_max: usize) -> WebSocket<Duplex> {
-        WebSocket::from_raw(Duplex { input: Cursor::new(input), output: Vec::new(), read_max }, Role::Server, Config::default(), &[])
+        WebSocket::from_raw(
+            Duplex {
+                input: Cursor::new(input),
+                output: Vec::new(),
+                read_max,
+            },
+            Role::Server,
+            Config::default(),
+            &[],
+        )
     }
 
     #[test]
@@ -629,18 +739,30 @@ mod tests {
             let mut ws = server(input, read_max);
             assert_eq!(ws.read().unwrap(), Event::Ping(b"abc".to_vec()));
             assert_eq!(ws.read().unwrap(), Event::Text("hi".into()));
-            assert!(matches!(ws.read().unwrap(), Event::Close(Some(CloseFrame { code: 1000, .. }))));
+            assert!(matches!(
+                ws.read().unwrap(),
+                Event::Close(Some(CloseFrame { code: 1000, .. }))
+            ));
             assert!(matches!(ws.read(), Err(Error::Closed)));
             // pong "abc", then the echoed close 1000, unmasked
-            assert_eq!(ws.stream.output, [0x8a, 3, b'a', b'b', b'c', 0x88, 2, 0x03, 0xe8]);
+            assert_eq!(
+                ws.stream.output,
+                [0x8a, 3, b'a', b'b', b'c', 0x88, 2, 0x03, 0xe8]
+            );
         }
     }
 
     #[test]
     fn protocol_error_sends_matching_close() {
         let mut ws = server(masked(true, OpCode::Text, b"\xff"), 1 << 16);
-        assert!(matches!(ws.read(), Err(Error::Protocol(protocol::Error::InvalidUtf8))));
-        assert_eq!(&ws.stream.output[..4], &[0x88, ws.stream.output[1], 0x03, 0xef]); // 1007
+        assert!(matches!(
+            ws.read(),
+            Err(Error::Protocol(protocol::Error::InvalidUtf8))
+        ));
+        assert_eq!(
+            &ws.stream.output[..4],
+            &[0x88, ws.stream.output[1], 0x03, 0xef]
+        ); // 1007
         assert_eq!(ws.state(), State::Closed);
     }
 
@@ -652,9 +774,14 @@ mod tests {
 
     #[test]
     fn client_masks_and_fragments() {
-        let duplex = Duplex { input: Cursor::new(Vec::new()), output: Vec::new(), read_max: 100 };
+        let duplex = Duplex {
+            input: Cursor::new(Vec::new()),
+            output: Vec::new(),
+            read_max: 100,
+        };
         let mut ws = WebSocket::from_raw(duplex, Role::Client, Config::default(), &[]);
-        ws.send_fragmented(OpCode::Text, "héllo".as_bytes(), 2).unwrap();
+        ws.send_fragmented(OpCode::Text, "héllo".as_bytes(), 2)
+            .unwrap();
         let written = ws.stream.output.clone();
         let mut d = crate::protocol::message::Decoder::new(Role::Server, Limits::default());
         let (_, ev) = d.decode(&written).unwrap();
@@ -666,21 +793,43 @@ mod tests {
         let req = b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: a, b\r\n\r\n";
         let mut input = req.to_vec();
         input.extend(masked(true, OpCode::Text, b"early"));
-        let duplex = Duplex { input: Cursor::new(input), output: Vec::new(), read_max: 7 };
-        let (mut ws, req) = accept_with(duplex, Config::default(), |_, offer| offer.protocols.last().cloned()).unwrap();
+        let duplex = Duplex {
+            input: Cursor::new(input),
+            output: Vec::new(),
+            read_max: 7,
+        };
+        let (mut ws, req) = accept_with(duplex, Config::default(), |_, offer| {
+            offer.protocols.last().cloned()
+        })
+        .unwrap();
         assert_eq!(req.target, "/echo");
         let out = String::from_utf8(ws.stream.output.clone()).unwrap();
         assert!(out.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
         assert!(out.contains("Sec-WebSocket-Protocol: b\r\n"));
-        assert_eq!(ws.read().unwrap(), Event::Text("early".into()), "bytes after the head are kept");
+        assert_eq!(
+            ws.read().unwrap(),
+            Event::Text("early".into()),
+            "bytes after the head are kept"
+        );
     }
 
     #[test]
     fn describe_is_readable() {
         let t = FrameTrace {
-            header: FrameHeader { fin: true, rsv1: false, rsv2: false, rsv3: false, opcode: OpCode::Text, masking_key: Some([0x37, 0xfa, 0x21, 0x3d]), payload_len: 5 },
+            header: FrameHeader {
+                fin: true,
+                rsv1: false,
+                rsv2: false,
+                rsv3: false,
+                opcode: OpCode::Text,
+                masking_key: Some([0x37, 0xfa, 0x21, 0x3d]),
+                payload_len: 5,
+            },
             preview: b"Hello".to_vec(),
         };
-        assert_eq!(describe_frame(Direction::In, &t), "<- FIN=1 RSV=000 op=0x1 text MASK=1 key=37fa213d len=5 | 48 65 6c 6c 6f | \"Hello\"");
+        assert_eq!(
+            describe_frame(Direction::In, &t),
+            "<- FIN=1 RSV=000 op=0x1 text MASK=1 key=37fa213d len=5 | 48 65 6c 6c 6f | \"Hello\""
+        );
     }
 }

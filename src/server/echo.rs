@@ -66,7 +66,9 @@ pub fn serve(listener: TcpListener, config: Config) -> io::Result<()> {
 
 /// One connection, from handshake to TCP close.
 fn handle(stream: TcpStream, id: u64, config: Config) {
-    let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let peer = stream
+        .peer_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     // Small frames go out at once: echo latency matters more than packet count.
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(config.handshake_timeout));
