@@ -6,6 +6,8 @@
 //! repository is the map.
 
 pub mod bench;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod protocol;
 pub mod server;
 pub mod socket;

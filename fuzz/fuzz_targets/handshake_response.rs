@@ -1,0 +1,5 @@
+#![no_main]
+//! See `switchboard::fuzzing::handshake_response` for what this target checks.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| switchboard::fuzzing::handshake_response(data));
