@@ -17,10 +17,24 @@ use crate::protocol::{Error, Role, Status};
 /// Splits `data` into a control prefix (at most 4 bytes) and the body, and turns the
 /// control bytes into a cycle of piece lengths (1 to 256).
 fn pieces(data: &[u8]) -> (Vec<usize>, &[u8]) {
-    let n = data.first().map_or(0, |b| (*b as usize % 4) + 1).min(data.len());
+    let n = data
+        .first()
+        .map_or(0, |b| (*b as usize % 4) + 1)
+        .min(data.len());
     let (ctl, body) = data.split_at(n);
-    let sizes = ctl.iter().skip(1).map(|b| *b as usize + 1).collect::<Vec<_>>();
-    (if sizes.is_empty() { vec![body.len().max(1)] } else { sizes }, body)
+    let sizes = ctl
+        .iter()
+        .skip(1)
+        .map(|b| *b as usize + 1)
+        .collect::<Vec<_>>();
+    (
+        if sizes.is_empty() {
+            vec![body.len().max(1)]
+        } else {
+            sizes
+        },
+        body,
+    )
 }
 
 /// Cuts `body` into pieces with lengths cycling through `sizes`.
@@ -41,13 +55,19 @@ fn cut<'a>(body: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
 /// bytes it was read from (lengths are minimal and all bits are kept), and every
 /// shorter prefix of those bytes is `Partial`.
 pub fn frame_header(data: &[u8]) {
-    let Ok(Status::Complete((header, n))) = FrameHeader::parse(data) else { return };
+    let Ok(Status::Complete((header, n))) = FrameHeader::parse(data) else {
+        return;
+    };
     let mut again = Vec::new();
     header.encode(&mut again);
     assert_eq!(again, &data[..n], "re-encoded header differs");
     assert_eq!(header.encoded_len(), n);
     for cut in 0..n {
-        assert_eq!(FrameHeader::parse(&data[..cut]), Ok(Status::Partial), "prefix {cut} of {n}");
+        assert_eq!(
+            FrameHeader::parse(&data[..cut]),
+            Ok(Status::Partial),
+            "prefix {cut} of {n}"
+        );
     }
     let _ = header.check(Role::Server);
     let _ = header.check(Role::Client);
@@ -68,7 +88,10 @@ fn decode_pieces(role: Role, limits: Limits, pieces: &[&[u8]]) -> (Vec<Event>, O
                     events.extend(ev);
                 }
                 Err(e) => {
-                    assert!(e.close_code().is_some(), "a frame error without a close code: {e:?}");
+                    assert!(
+                        e.close_code().is_some(),
+                        "a frame error without a close code: {e:?}"
+                    );
                     return (events, Some(e));
                 }
             }
@@ -82,8 +105,15 @@ fn decode_pieces(role: Role, limits: Limits, pieces: &[&[u8]]) -> (Vec<Event>, O
 /// that the fuzzer reaches them.
 pub fn frame_stream(data: &[u8]) {
     let (sizes, body) = pieces(data);
-    let role = if data.first().is_some_and(|b| b & 0x80 != 0) { Role::Client } else { Role::Server };
-    let limits = Limits { max_frame_bytes: 4096, max_message_bytes: 8192 };
+    let role = if data.first().is_some_and(|b| b & 0x80 != 0) {
+        Role::Client
+    } else {
+        Role::Server
+    };
+    let limits = Limits {
+        max_frame_bytes: 4096,
+        max_message_bytes: 8192,
+    };
     let whole = decode_pieces(role, limits, &[body]);
     let chunked = decode_pieces(role, limits, &cut(body, &sizes));
     assert_eq!(whole, chunked, "whole and chunked input disagree");
@@ -119,19 +149,26 @@ pub fn handshake_request(data: &[u8]) {
         Ok(Status::Complete((req, n))) => {
             assert!(n <= body.len());
             match handshake::validate_request(&req) {
-                Err(e) => assert!(e.http_status().is_some_and(|s| (400..500).contains(&s) || s == 505)),
+                Err(e) => assert!(e
+                    .http_status()
+                    .is_some_and(|s| (400..500).contains(&s) || s == 505)),
                 Ok(offer) => {
                     let offered: Vec<&str> = offer.protocols.iter().map(String::as_str).collect();
                     let chosen = offered.first().copied();
                     let resp = handshake::encode_accept(&offer, chosen, &[]);
-                    let Ok(Status::Complete((parsed, m))) = ResponseParser::default().parse(&resp) else {
+                    let Ok(Status::Complete((parsed, m))) = ResponseParser::default().parse(&resp)
+                    else {
                         panic!("our own 101 does not parse");
                     };
                     assert_eq!(m, resp.len());
                     let got = handshake::check_response(&parsed, &offer.key, &offered);
                     // A protocol value holding a comma reads back as two list items.
                     if chosen.is_none_or(|c| !c.contains(',')) {
-                        assert_eq!(got, Ok(chosen.map(str::to_owned)), "our own 101 fails the client checks");
+                        assert_eq!(
+                            got,
+                            Ok(chosen.map(str::to_owned)),
+                            "our own 101 fails the client checks"
+                        );
                     }
                 }
             }
@@ -154,7 +191,10 @@ pub fn handshake_response(data: &[u8]) {
             break;
         }
     }
-    assert_eq!(whole, chunked, "whole and chunked response parsing disagree");
+    assert_eq!(
+        whole, chunked,
+        "whole and chunked response parsing disagree"
+    );
     if let Ok(Status::Complete((resp, _))) = whole {
         let _ = handshake::check_response(&resp, "dGhlIHNhbXBsZSBub25jZQ==", &["chat"]);
     }
@@ -176,7 +216,10 @@ pub fn utf8(data: &[u8]) {
             // std, given only the bytes so far, must see an invalid sequence, not just
             // one cut short.
             let prefix = std::str::from_utf8(&body[..seen]);
-            assert!(matches!(prefix, Err(e) if e.error_len().is_some()), "rejected a valid prefix");
+            assert!(
+                matches!(prefix, Err(e) if e.error_len().is_some()),
+                "rejected a valid prefix"
+            );
             break;
         }
     }
@@ -190,7 +233,10 @@ pub fn utf8(data: &[u8]) {
             assert!(rejected, "invalid UTF-8 accepted");
             // Fail fast: no later than the piece holding the first invalid byte.
             let bad_at = e.valid_up_to() + e.error_len().unwrap_or(1);
-            assert!(seen <= bad_at + sizes.iter().max().copied().unwrap_or(1), "rejected too late");
+            assert!(
+                seen <= bad_at + sizes.iter().max().copied().unwrap_or(1),
+                "rejected too late"
+            );
         }
     }
 }

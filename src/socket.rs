@@ -551,8 +551,35 @@ pub fn read_request<S: Read + Write>(
     }
 }
 
-/// The server's opening handshake: reads and checks the request, lets `choose` pick a
-/// subprotocol from those offered, and answers 101, or the matching 4xx.
+/// Answers a request already read with [`read_request`]: checks it (RFC 6455 4.2.1),
+/// lets `choose` pick a subprotocol from those offered, and writes the 101 or the
+/// matching 4xx. `leftover` are the bytes read past the head.
+pub fn accept_request<S, F>(
+    mut stream: S,
+    req: &Request,
+    leftover: &[u8],
+    config: Config,
+    choose: F,
+) -> Result<WebSocket<S>, Error>
+where
+    S: Read + Write,
+    F: FnOnce(&Request, &Offer) -> Option<String>,
+{
+    let offer = match handshake::validate_request(req) {
+        Ok(offer) => offer,
+        Err(e) => {
+            let _ = stream.write_all(&handshake::encode_reject(&e));
+            return Err(Error::Protocol(e));
+        }
+    };
+    // A subprotocol the client did not offer would make it fail the connection (4.1).
+    let protocol = choose(req, &offer).filter(|p| offer.protocols.contains(p));
+    stream.write_all(&handshake::encode_accept(&offer, protocol.as_deref(), &[]))?;
+    stream.flush()?;
+    Ok(WebSocket::from_raw(stream, Role::Server, config, leftover))
+}
+
+/// The server's opening handshake: [`read_request`], then [`accept_request`].
 pub fn accept_with<S, F>(
     mut stream: S,
     config: Config,
@@ -563,21 +590,47 @@ where
     F: FnOnce(&Request, &Offer) -> Option<String>,
 {
     let (req, leftover) = read_request(&mut stream, config.head_limits)?;
-    let offer = match handshake::validate_request(&req) {
-        Ok(offer) => offer,
-        Err(e) => {
-            let _ = stream.write_all(&handshake::encode_reject(&e));
-            return Err(Error::Protocol(e));
+    let ws = accept_request(stream, &req, &leftover, config, choose)?;
+    Ok((ws, req))
+}
+
+/// A TCP stream whose reads all end by one deadline: a per-read timeout alone lets a
+/// client that sends one byte just before each timeout hold the connection for ever.
+pub struct DeadlineStream<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl<'a> DeadlineStream<'a> {
+    /// Reads on `stream` fail with `TimedOut` once `timeout` from now has passed.
+    pub fn new(stream: &'a TcpStream, timeout: Duration) -> Self {
+        DeadlineStream {
+            stream,
+            deadline: Instant::now() + timeout,
         }
-    };
-    // A subprotocol the client did not offer would make it fail the connection (4.1).
-    let protocol = choose(&req, &offer).filter(|p| offer.protocols.contains(p));
-    stream.write_all(&handshake::encode_accept(&offer, protocol.as_deref(), &[]))?;
-    stream.flush()?;
-    Ok((
-        WebSocket::from_raw(stream, Role::Server, config, &leftover),
-        req,
-    ))
+    }
+}
+
+impl Read for DeadlineStream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        let mut s = self.stream;
+        s.read(buf)
+    }
+}
+
+impl Write for DeadlineStream<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut s = self.stream;
+        s.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The server's opening handshake with no subprotocol.

@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 const GOOD: &str = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
@@ -157,5 +158,36 @@ fn trace_frames_prints_each_frame_annotated() {
             "missing {w:?} in {:#?}",
             server.stdout.snapshot()
         );
+    }
+}
+
+#[test]
+fn trickled_handshake_is_dropped_at_the_deadline() {
+    // One byte every 100 ms never trips a per-read timeout of 300 ms, but the whole
+    // head is due within 300 ms of connecting.
+    let server = Server::start(&["--handshake-timeout", "0.3"]);
+    let mut c = Client::raw(server.addr);
+    let start = Instant::now();
+    for b in &GOOD.as_bytes()[..15] {
+        if c.stream.write_all(&[*b]).is_err() {
+            break;
+        }
+        // Pacing a deliberately slow client, not waiting for the server.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // 1.5 s in, 100 ms after the last byte: the server must have closed already. A
+    // server with only a per-read timeout would still be waiting for this read.
+    c.stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    match std::io::Read::read(&mut c.stream, &mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("unexpected answer {:?}", String::from_utf8_lossy(&buf[..n])),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!(
+            "server still holding the trickled handshake after {:?}: {e}",
+            start.elapsed()
+        ),
     }
 }

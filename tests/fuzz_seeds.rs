@@ -5,7 +5,9 @@ use std::fs;
 use std::path::Path;
 
 fn replay(target: &str, check: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds")
+        .join(target);
     let mut count = 0;
     for entry in fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.expect("dir entry").path();
@@ -35,7 +37,10 @@ fn handshake_request_seeds() {
 
 #[test]
 fn handshake_response_seeds() {
-    replay("handshake_response", switchboard::fuzzing::handshake_response);
+    replay(
+        "handshake_response",
+        switchboard::fuzzing::handshake_response,
+    );
 }
 
 #[test]

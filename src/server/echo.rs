@@ -5,7 +5,9 @@
 //! benchmark harness, and so that people can watch frames go by (`--trace-frames`).
 
 use crate::protocol::message::Event;
-use crate::socket::{self, describe_frame, Config as WsConfig, Error as WsError, WebSocket};
+use crate::socket::{
+    self, describe_frame, Config as WsConfig, DeadlineStream, Error as WsError, WebSocket,
+};
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,20 +73,24 @@ fn handle(stream: TcpStream, id: u64, config: Config) {
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     // Small frames go out at once: echo latency matters more than packet count.
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(config.handshake_timeout));
-    // A second handle on the socket, to close it gracefully if the handshake fails.
-    let raw = stream.try_clone();
-    let mut ws = match socket::accept(stream, config.ws) {
-        Ok((ws, _request)) => ws,
+    // The whole handshake must arrive within the timeout, however it is trickled.
+    let read = socket::read_request(
+        &mut DeadlineStream::new(&stream, config.handshake_timeout),
+        config.ws.head_limits,
+    );
+    let accepted = read.and_then(|(req, leftover)| {
+        let answer = stream.try_clone().map_err(WsError::Io)?;
+        socket::accept_request(answer, &req, &leftover, config.ws, |_, _| None)
+    });
+    let mut ws = match accepted {
+        Ok(ws) => ws,
         Err(e) => {
             eprintln!("conn {id} {peer}: handshake failed: {e}");
-            if let Ok(raw) = raw {
-                socket::linger_close(&raw, config.ws.close_timeout);
-            }
+            socket::linger_close(&stream, config.ws.close_timeout);
             return;
         }
     };
-    drop(raw);
+    drop(stream);
     let _ = ws.get_ref().set_read_timeout(None);
     if config.trace_frames {
         ws.set_tracer(Some(Box::new(move |dir, frame| {
