@@ -885,4 +885,65 @@ mod tests {
             "<- FIN=1 RSV=000 op=0x1 text MASK=1 key=37fa213d len=5 | 48 65 6c 6c 6f | \"Hello\""
         );
     }
+
+    /// A connected pair of TCP streams on loopback.
+    fn tcp_pair() -> (TcpStream, TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        (server, client)
+    }
+
+    #[test]
+    fn close_and_wait_returns_when_the_peer_answers() {
+        let (server, client) = tcp_pair();
+        let peer = std::thread::spawn(move || {
+            let mut ws = WebSocket::from_raw(client, Role::Client, Config::default(), &[]);
+            // The client sees the server's close, echoes it, and reads EOF after.
+            let got = ws.read().unwrap();
+            assert!(
+                matches!(got, Event::Close(Some(CloseFrame { code: 1001, .. }))),
+                "{got:?}"
+            );
+            assert!(matches!(ws.read(), Err(Error::Closed)));
+        });
+        let config = Config {
+            close_timeout: Duration::from_secs(5),
+            ..Config::default()
+        };
+        let mut ws = WebSocket::from_raw(server, Role::Server, config, &[]);
+        let start = Instant::now();
+        ws.close_and_wait(1001, "going away").unwrap();
+        assert_eq!(ws.state(), State::Closed);
+        assert!(
+            start.elapsed() < Duration::from_secs(4),
+            "waited the whole timeout: {:?}",
+            start.elapsed()
+        );
+        peer.join().unwrap();
+    }
+
+    #[test]
+    fn close_and_wait_gives_up_after_the_timeout() {
+        let (server, client) = tcp_pair();
+        let config = Config {
+            close_timeout: Duration::from_millis(200),
+            ..Config::default()
+        };
+        let mut ws = WebSocket::from_raw(server, Role::Server, config, &[]);
+        let start = Instant::now();
+        ws.close_and_wait(1000, "").unwrap();
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(200) && waited < Duration::from_secs(3),
+            "{waited:?}"
+        );
+        // The silent peer got the close frame all the same.
+        let mut buf = [0u8; 16];
+        let n = (&client).read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &[0x88, 0x02, 0x03, 0xe8]);
+    }
 }
