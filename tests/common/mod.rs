@@ -355,16 +355,14 @@ impl Client {
     /// The server closes TCP: nothing more arrives.
     pub fn expect_tcp_closed(&mut self) {
         let mut chunk = [0u8; 1024];
-        loop {
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return,
-                Ok(n) => panic!(
-                    "expected TCP close, got {n} more bytes: {:02x?}",
-                    &chunk[..n.min(32)]
-                ),
-                Err(e) if e.kind() == ErrorKind::ConnectionReset => return,
-                Err(e) => panic!("expected TCP close, got {e}"),
-            }
+        match self.stream.read(&mut chunk) {
+            Ok(0) => {}
+            Ok(n) => panic!(
+                "expected TCP close, got {n} more bytes: {:02x?}",
+                &chunk[..n.min(32)]
+            ),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("expected TCP close, got {e}"),
         }
     }
 

@@ -87,17 +87,19 @@ echo "interop: switchboard echo on $url (pid $server_pid)"
 # --- clients against the server ---------------------------------------------
 failed=()
 
-rc=0
-timeout 300 "$VENV/bin/python" "$HERE/test_websockets.py" "$url" || rc=$?
-if [[ $rc -ne 0 ]]; then
-    failed+=("websockets (exit $rc$([[ $rc -eq 124 ]] && echo ', timed out'))")
-fi
-
-rc=0
-INTEROP_NODE_PREFIX="$NODE_PREFIX" timeout 300 node "$HERE/test_ws.mjs" "$url" || rc=$?
-if [[ $rc -ne 0 ]]; then
-    failed+=("ws (exit $rc$([[ $rc -eq 124 ]] && echo ', timed out'))")
-fi
+# Runs one client script (bounded); records a failure by name.
+run_client() {
+    local name="$1" rc=0
+    shift
+    timeout 300 "$@" || rc=$?
+    if [[ $rc -eq 124 ]]; then
+        failed+=("$name (timed out after 300 s)")
+    elif [[ $rc -ne 0 ]]; then
+        failed+=("$name (exit $rc)")
+    fi
+}
+run_client websockets "$VENV/bin/python" "$HERE/test_websockets.py" "$url"
+run_client ws env INTEROP_NODE_PREFIX="$NODE_PREFIX" node "$HERE/test_ws.mjs" "$url"
 
 if ! server_alive; then
     failed+=("server died during the run")
