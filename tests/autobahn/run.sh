@@ -56,4 +56,10 @@ if ! kill -0 "$server_pid" 2>/dev/null; then
     exit 1
 fi
 
+if grep -q panicked "$log"; then
+    echo "the server panicked during the run:" >&2
+    grep -A3 panicked "$log" | head -n 20 >&2
+    exit 1
+fi
+
 python3 "$HERE/summarize.py" "$OUT/reports/index.json"

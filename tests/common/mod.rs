@@ -24,6 +24,7 @@ pub struct Server {
     /// Lines the server printed on stdout after the first (frame traces).
     pub stdout: Lines,
     pub stderr: Lines,
+    drains: Vec<thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -119,14 +120,14 @@ impl Lines {
     }
 }
 
-fn drain<R: BufRead + Send + 'static>(mut r: R, into: Lines) {
+fn drain<R: BufRead + Send + 'static>(mut r: R, into: Lines) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let mut line = String::new();
         while matches!(r.read_line(&mut line), Ok(n) if n > 0) {
             into.push(line.trim_end().to_owned());
             line.clear();
         }
-    });
+    })
 }
 
 /// How frames are written to the socket.

@@ -106,6 +106,9 @@ if ! server_alive; then
     echo "interop: server log tail:" >&2
     tail -n 20 "$server_log" >&2 || true
 fi
+if grep -q panicked "$server_log"; then
+    failed+=("server panicked: $(grep -m1 panicked "$server_log")")
+fi
 
 if [[ ${#failed[@]} -gt 0 ]]; then
     printf 'interop: FAILED: %s\n' "${failed[@]}" >&2
