@@ -47,16 +47,19 @@ impl Server {
         let addr: SocketAddr = addr.parse().expect("address");
         let stdout = Lines::default();
         let stderr = Lines::default();
-        drain(out, stdout.clone());
-        drain(
-            BufReader::new(child.stderr.take().expect("stderr")),
-            stderr.clone(),
-        );
+        let drains = vec![
+            drain(out, stdout.clone()),
+            drain(
+                BufReader::new(child.stderr.take().expect("stderr")),
+                stderr.clone(),
+            ),
+        ];
         Server {
             child,
             addr,
             stdout,
             stderr,
+            drains,
         }
     }
 
