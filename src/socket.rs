@@ -405,30 +405,13 @@ impl<S: Read + Write> WebSocket<S> {
             Role::Server => None,
         };
         if let Some(tracer) = self.tracer.as_mut() {
-            let header = FrameHeader {
-                fin,
-                rsv1: false,
-                rsv2: false,
-                rsv3: false,
-                opcode,
-                masking_key,
-                payload_len: payload.len() as u64,
-            };
+            let header = FrameHeader::new(fin, opcode, masking_key, payload.len() as u64);
             let preview = payload[..payload.len().min(TRACE_PREVIEW_BYTES)].to_vec();
             tracer(Direction::Out, &FrameTrace { header, preview });
         }
         if masking_key.is_none() && payload.len() > COPY_PAYLOAD_BYTES {
             let mut head = Vec::with_capacity(MAX_HEADER_BYTES);
-            FrameHeader {
-                fin,
-                rsv1: false,
-                rsv2: false,
-                rsv3: false,
-                opcode,
-                masking_key,
-                payload_len: payload.len() as u64,
-            }
-            .encode(&mut head);
+            FrameHeader::new(fin, opcode, masking_key, payload.len() as u64).encode(&mut head);
             write_all_vectored(
                 &mut self.stream,
                 &mut [IoSlice::new(&head), IoSlice::new(payload)],
@@ -525,6 +508,22 @@ pub fn read_request<S: Read + Write>(
     limits: HeadLimits,
 ) -> Result<(Request, Vec<u8>), Error> {
     let mut parser = RequestParser::new(limits);
+    match read_head(stream, |buf| parser.parse(buf)) {
+        Err(Error::Protocol(e)) => {
+            let _ = stream.write_all(&handshake::encode_reject(&e));
+            Err(Error::Protocol(e))
+        }
+        other => other,
+    }
+}
+
+/// Reads from `stream` until `parse`, given everything read so far, finds a whole HTTP
+/// head. Returns what it parsed and the bytes read past the head.
+fn read_head<S, T, P>(stream: &mut S, mut parse: P) -> Result<(T, Vec<u8>), Error>
+where
+    S: Read,
+    P: FnMut(&[u8]) -> Result<Status<(T, usize)>, protocol::Error>,
+{
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -540,13 +539,8 @@ pub fn read_request<S: Read + Write>(
             Err(e) => return Err(Error::Io(e)),
         };
         buf.extend_from_slice(&chunk[..n]);
-        match parser.parse(&buf) {
-            Ok(Status::Partial) => {}
-            Ok(Status::Complete((req, used))) => return Ok((req, buf.split_off(used))),
-            Err(e) => {
-                let _ = stream.write_all(&handshake::encode_reject(&e));
-                return Err(Error::Protocol(e));
-            }
+        if let Status::Complete((head, used)) = parse(&buf).map_err(Error::Protocol)? {
+            return Ok((head, buf.split_off(used)));
         }
     }
 }
@@ -657,27 +651,9 @@ pub fn connect<S: Read + Write>(
     stream.write_all(&request)?;
     stream.flush()?;
     let mut parser = ResponseParser::new(config.head_limits);
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    let (resp, used) = loop {
-        let n = match stream.read(&mut chunk) {
-            Ok(0) => {
-                return Err(Error::Io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "closed during the handshake",
-                )))
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::Io(e)),
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        if let Status::Complete(x) = parser.parse(&buf).map_err(Error::Protocol)? {
-            break x;
-        }
-    };
+    let (resp, leftover) = read_head(&mut stream, |buf| parser.parse(buf))?;
     let protocol = handshake::check_response(&resp, &key, protocols).map_err(Error::Protocol)?;
-    let ws = WebSocket::from_raw(stream, Role::Client, config, &buf[used..]);
+    let ws = WebSocket::from_raw(stream, Role::Client, config, &leftover);
     Ok((ws, resp, protocol))
 }
 

@@ -105,6 +105,20 @@ pub struct FrameHeader {
 }
 
 impl FrameHeader {
+    /// A header with the reserved bits clear: every frame this crate sends, since it
+    /// negotiates no extension.
+    pub fn new(fin: bool, opcode: OpCode, masking_key: Option<[u8; 4]>, payload_len: u64) -> Self {
+        FrameHeader {
+            fin,
+            rsv1: false,
+            rsv2: false,
+            rsv3: false,
+            opcode,
+            masking_key,
+            payload_len,
+        }
+    }
+
     /// The whole header's length, known from its second byte (MASK and the 7-bit
     /// length): 2, plus 2 or 8 bytes of extended length, plus 4 of masking key.
     pub fn len_from_second_byte(b1: u8) -> usize {
@@ -265,15 +279,7 @@ pub fn encode_frame(
     masking_key: Option<[u8; 4]>,
     payload: &[u8],
 ) {
-    let header = FrameHeader {
-        fin,
-        rsv1: false,
-        rsv2: false,
-        rsv3: false,
-        opcode,
-        masking_key,
-        payload_len: payload.len() as u64,
-    };
+    let header = FrameHeader::new(fin, opcode, masking_key, payload.len() as u64);
     out.reserve(header.encoded_len() + payload.len());
     header.encode(out);
     match masking_key {
@@ -363,15 +369,7 @@ mod tests {
             (1 << 63) - 1,
         ] {
             for key in [None, Some([1, 2, 3, 4])] {
-                let h = FrameHeader {
-                    fin: true,
-                    rsv1: false,
-                    rsv2: false,
-                    rsv3: false,
-                    opcode: OpCode::Binary,
-                    masking_key: key,
-                    payload_len: len,
-                };
+                let h = FrameHeader::new(true, OpCode::Binary, key, len);
                 let mut out = Vec::new();
                 h.encode(&mut out);
                 assert_eq!(out.len(), h.encoded_len());

@@ -491,16 +491,7 @@ mod tests {
         };
         // Only the header is sent: the error must not wait for the payload.
         let mut header = Vec::new();
-        FrameHeader {
-            fin: true,
-            rsv1: false,
-            rsv2: false,
-            rsv3: false,
-            opcode: OpCode::Binary,
-            masking_key: Some(KEY),
-            payload_len: 101,
-        }
-        .encode(&mut header);
+        FrameHeader::new(true, OpCode::Binary, Some(KEY), 101).encode(&mut header);
         assert_eq!(
             run_all_ways(&header, limits).1,
             Some(Error::FrameTooLarge {
