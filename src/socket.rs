@@ -144,6 +144,10 @@ const COPY_PAYLOAD_BYTES: usize = 16 * 1024;
 /// A write buffer grown past this by one large frame is given back afterwards.
 const KEEP_WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
+/// Queued frames are written once they add up to this much, so the queue stays small
+/// however many frames one read answers.
+const FLUSH_AT_BYTES: usize = 64 * 1024;
+
 /// A WebSocket connection over a blocking stream.
 pub struct WebSocket<S> {
     stream: S,
@@ -234,7 +238,10 @@ impl<S: Read + Write> WebSocket<S> {
             if self.state == State::Closed {
                 return Err(Error::Closed);
             }
-            // 2. Refill the buffer with one read.
+            // 2. Everything queued goes out before we block: the answers to all the
+            //    frames the last read held leave in one write.
+            self.flush()?;
+            // 3. Refill the buffer with one read.
             self.read_pos = 0;
             self.read_len = 0;
             let n = match self.stream.read(&mut self.read_buf) {
@@ -256,8 +263,10 @@ impl<S: Read + Write> WebSocket<S> {
     fn on_event(&mut self, event: Event) -> Result<Event, Error> {
         match &event {
             Event::Ping(payload) if self.state == State::Open => {
+                // Queued: it leaves with the next flush, at the latest before the
+                // next blocking read.
                 let payload = payload.clone();
-                self.send_frame(true, OpCode::Pong, &payload)?;
+                self.queue_frame(true, OpCode::Pong, &payload)?;
             }
             Event::Close(frame) => {
                 if self.state == State::Open {
@@ -269,8 +278,7 @@ impl<S: Read + Write> WebSocket<S> {
                     if let Some(CloseFrame { code, .. }) = frame {
                         close::encode_payload(*code, "", &mut payload);
                     }
-                    self.state = State::Closed;
-                    self.send_control_unchecked(OpCode::Close, &payload)?;
+                    self.send_close(&payload, State::Closed)?;
                 }
                 self.state = State::Closed;
             }
@@ -291,7 +299,7 @@ impl<S: Read + Write> WebSocket<S> {
             );
             // The peer already broke the protocol; if this write fails too, the error
             // to report is still the peer's.
-            let _ = self.send_control_unchecked(OpCode::Close, &payload);
+            let _ = self.send_close(&payload, State::Closed);
         }
         self.state = State::Closed;
         Error::Protocol(e)
@@ -305,14 +313,29 @@ impl<S: Read + Write> WebSocket<S> {
         }
     }
 
-    /// Sends a text message in one frame.
-    pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
-        self.send_frame(true, OpCode::Text, text.as_bytes())
+    /// Queues a text message in one frame. Queued frames leave with [`WebSocket::flush`],
+    /// before the next blocking read, or once the queue holds `FLUSH_AT_BYTES`; so a
+    /// loop that answers every message it reads sends all the answers to one read in
+    /// one system call.
+    pub fn write_text(&mut self, text: &str) -> Result<(), Error> {
+        self.queue_frame(true, OpCode::Text, text.as_bytes())
     }
 
-    /// Sends a binary message in one frame.
+    /// Queues a binary message in one frame; see [`WebSocket::write_text`].
+    pub fn write_binary(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.queue_frame(true, OpCode::Binary, data)
+    }
+
+    /// Sends a text message in one frame, now.
+    pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        self.write_text(text)?;
+        self.flush()
+    }
+
+    /// Sends a binary message in one frame, now.
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
-        self.send_frame(true, OpCode::Binary, data)
+        self.write_binary(data)?;
+        self.flush()
     }
 
     /// Sends a message in frames of at most `fragment_bytes` payload each (5.4). A text
@@ -324,30 +347,28 @@ impl<S: Read + Write> WebSocket<S> {
         fragment_bytes: usize,
     ) -> Result<(), Error> {
         if !matches!(opcode, OpCode::Text | OpCode::Binary) {
-            return Err(Error::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
+            return Err(invalid_input(
                 "only text and binary messages are fragmented",
-            )));
+            ));
         }
-        let size = fragment_bytes.max(1);
-        let mut pieces = data.chunks(size).peekable();
+        let mut pieces = data.chunks(fragment_bytes.max(1)).peekable();
         if pieces.peek().is_none() {
-            return self.send_frame(true, opcode, &[]);
+            self.queue_frame(true, opcode, &[])?;
         }
         let mut op = opcode;
         while let Some(piece) = pieces.next() {
-            self.send_frame(pieces.peek().is_none(), op, piece)?;
+            self.queue_frame(pieces.peek().is_none(), op, piece)?;
             op = OpCode::Continuation;
         }
-        Ok(())
+        self.flush()
     }
 
-    /// Sends a ping (5.5.2). At most 125 bytes of payload.
+    /// Sends a ping (5.5.2), now. At most 125 bytes of payload.
     pub fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
         self.send_control(OpCode::Ping, payload)
     }
 
-    /// Sends an unsolicited pong, a one-way heartbeat (5.5.3).
+    /// Sends an unsolicited pong, a one-way heartbeat (5.5.3), now.
     pub fn pong(&mut self, payload: &[u8]) -> Result<(), Error> {
         self.send_control(OpCode::Pong, payload)
     }
@@ -360,42 +381,51 @@ impl<S: Read + Write> WebSocket<S> {
             return Ok(());
         }
         if !close::is_valid_wire_code(code) {
-            return Err(Error::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "close code may not be sent",
-            )));
+            return Err(invalid_input("close code may not be sent"));
         }
         let mut payload = Vec::new();
         close::encode_payload(code, reason, &mut payload);
-        self.state = State::Closing;
-        self.send_control_unchecked(OpCode::Close, &payload)
+        self.send_close(&payload, State::Closing)
+    }
+
+    /// Writes everything queued.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        if !self.write_buf.is_empty() {
+            self.stream.write_all(&self.write_buf)?;
+            self.write_buf.clear();
+            if self.write_buf.capacity() > KEEP_WRITE_BUFFER_BYTES {
+                self.write_buf = Vec::new();
+            }
+        }
+        self.stream.flush()?;
+        Ok(())
     }
 
     fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
         if payload.len() > frame::MAX_CONTROL_PAYLOAD_BYTES {
-            return Err(Error::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "control frame payload over 125 bytes",
-            )));
+            return Err(invalid_input("control frame payload over 125 bytes"));
         }
-        self.send_frame(true, opcode, payload)
+        self.queue_frame(true, opcode, payload)?;
+        self.flush()
     }
 
-    /// Sends a control frame even while closing (the close itself).
-    fn send_control_unchecked(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
-        self.write_frame(true, opcode, payload)
+    /// Sends a close frame and moves to `next`. Called only while `Open`: a close is
+    /// sent at most once (5.5.1).
+    fn send_close(&mut self, payload: &[u8], next: State) -> Result<(), Error> {
+        let queued = self.queue_frame(true, OpCode::Close, payload);
+        self.state = next;
+        queued?;
+        self.flush()
     }
 
-    fn send_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
+    /// Queues one frame (5.1: a client masks it with a fresh key from the OS; a server
+    /// never masks). Header and payload leave in the same system call: small frames are
+    /// copied into the queue; a large server frame goes out at once with one `writev`
+    /// of the queue, its header and its payload, uncopied.
+    fn queue_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
         if self.state != State::Open {
             return Err(Error::Closed);
         }
-        self.write_frame(fin, opcode, payload)
-    }
-
-    /// Writes one frame: header and payload in one system call (5.1: a client masks
-    /// with a fresh key from the OS; a server never masks).
-    fn write_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
         let masking_key = match self.role {
             Role::Client => {
                 let mut key = [0u8; 4];
@@ -404,29 +434,35 @@ impl<S: Read + Write> WebSocket<S> {
             }
             Role::Server => None,
         };
+        let header = FrameHeader::new(fin, opcode, masking_key, payload.len() as u64);
         if let Some(tracer) = self.tracer.as_mut() {
-            let header = FrameHeader::new(fin, opcode, masking_key, payload.len() as u64);
             let preview = payload[..payload.len().min(TRACE_PREVIEW_BYTES)].to_vec();
             tracer(Direction::Out, &FrameTrace { header, preview });
         }
         if masking_key.is_none() && payload.len() > COPY_PAYLOAD_BYTES {
             let mut head = Vec::with_capacity(MAX_HEADER_BYTES);
-            FrameHeader::new(fin, opcode, masking_key, payload.len() as u64).encode(&mut head);
+            header.encode(&mut head);
             write_all_vectored(
                 &mut self.stream,
-                &mut [IoSlice::new(&head), IoSlice::new(payload)],
+                &mut [
+                    IoSlice::new(&self.write_buf),
+                    IoSlice::new(&head),
+                    IoSlice::new(payload),
+                ],
             )?;
-        } else {
             self.write_buf.clear();
-            frame::encode_frame(&mut self.write_buf, fin, opcode, masking_key, payload);
-            self.stream.write_all(&self.write_buf)?;
-            if self.write_buf.capacity() > KEEP_WRITE_BUFFER_BYTES {
-                self.write_buf = Vec::new();
-            }
+            return Ok(());
         }
-        self.stream.flush()?;
+        frame::encode_frame(&mut self.write_buf, fin, opcode, masking_key, payload);
+        if self.write_buf.len() >= FLUSH_AT_BYTES {
+            self.flush()?;
+        }
         Ok(())
     }
+}
+
+fn invalid_input(what: &'static str) -> Error {
+    Error::Io(io::Error::new(io::ErrorKind::InvalidInput, what))
 }
 
 /// `write_all` for a list of buffers: one `writev` when the kernel takes it all.
@@ -722,6 +758,8 @@ mod tests {
         output: Vec<u8>,
         /// Largest read handed out at once, to test chunked input.
         read_max: usize,
+        /// How many write calls were made.
+        writes: usize,
     }
 
     impl Read for Duplex {
@@ -733,6 +771,7 @@ mod tests {
 
     impl Write for Duplex {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.writes += 1;
             self.output.write(buf)
         }
         fn flush(&mut self) -> io::Result<()> {
@@ -752,6 +791,7 @@ mod tests {
                 input: Cursor::new(input),
                 output: Vec::new(),
                 read_max,
+                writes: 0,
             },
             Role::Server,
             Config::default(),
@@ -782,6 +822,52 @@ mod tests {
     }
 
     #[test]
+    fn answers_to_one_read_leave_in_one_write() {
+        let mut input = Vec::new();
+        for i in 0..10u8 {
+            input.extend(masked(true, OpCode::Binary, &[i]));
+        }
+        input.extend(masked(true, OpCode::Ping, b"p"));
+        let mut ws = server(input, 1 << 16);
+        for _ in 0..10 {
+            let Event::Binary(m) = ws.read().unwrap() else {
+                panic!()
+            };
+            ws.write_binary(&m).unwrap();
+        }
+        assert_eq!(ws.read().unwrap(), Event::Ping(b"p".to_vec()));
+        assert_eq!(
+            ws.stream.writes, 0,
+            "nothing written while frames remain to decode"
+        );
+        // The input is used up: the next read flushes, then finds end of stream.
+        assert!(matches!(ws.read(), Err(Error::Io(_))));
+        assert_eq!(ws.stream.writes, 1, "ten echoes and a pong in one write");
+        let mut expected = Vec::new();
+        for i in 0..10u8 {
+            expected.extend([0x82, 1, i]);
+        }
+        expected.extend([0x8a, 1, b'p']);
+        assert_eq!(ws.stream.output, expected);
+    }
+
+    #[test]
+    fn large_server_frame_goes_out_with_the_queue_uncopied() {
+        let mut ws = server(Vec::new(), 1);
+        ws.write_text("first").unwrap();
+        let big = vec![7u8; COPY_PAYLOAD_BYTES + 1];
+        ws.write_binary(&big).unwrap();
+        let out = &ws.stream.output;
+        assert_eq!(&out[..7], b"\x81\x05first");
+        assert_eq!(&out[7..11], &[0x82, 126, 0x40, 0x01]);
+        assert_eq!(
+            out.len(),
+            11 + big.len(),
+            "queue, header and payload all written, in order"
+        );
+    }
+
+    #[test]
     fn protocol_error_sends_matching_close() {
         let mut ws = server(masked(true, OpCode::Text, b"\xff"), 1 << 16);
         assert!(matches!(
@@ -807,6 +893,7 @@ mod tests {
             input: Cursor::new(Vec::new()),
             output: Vec::new(),
             read_max: 100,
+            writes: 0,
         };
         let mut ws = WebSocket::from_raw(duplex, Role::Client, Config::default(), &[]);
         ws.send_fragmented(OpCode::Text, "héllo".as_bytes(), 2)
@@ -826,6 +913,7 @@ mod tests {
             input: Cursor::new(input),
             output: Vec::new(),
             read_max: 7,
+            writes: 0,
         };
         let (mut ws, req) = accept_with(duplex, Config::default(), |_, offer| {
             offer.protocols.last().cloned()

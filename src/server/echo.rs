@@ -106,11 +106,13 @@ fn handle(stream: TcpStream, id: u64, config: Config) {
     ws.shutdown();
 }
 
+/// Answers are queued, not sent one by one: `read` flushes them before it blocks, so
+/// the echoes of every frame one read returned leave in one write.
 fn echo_loop(ws: &mut WebSocket<TcpStream>) -> Result<(), WsError> {
     loop {
         match ws.read()? {
-            Event::Text(text) => ws.send_text(&text)?,
-            Event::Binary(data) => ws.send_binary(&data)?,
+            Event::Text(text) => ws.write_text(&text)?,
+            Event::Binary(data) => ws.write_binary(&data)?,
             Event::Ping(_) | Event::Pong(_) => {}
             Event::Close(_) => return Ok(()),
         }
