@@ -8,6 +8,7 @@
 use crate::protocol::frame::{encode_frame, OpCode};
 use crate::protocol::mask::{apply_mask, apply_mask_reference};
 use crate::protocol::message::{Decoder, Event, Limits};
+use crate::protocol::utf8::Validator;
 use crate::protocol::Role;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -58,9 +59,16 @@ fn decode_all(stream: &[u8], frames: usize) {
         match d.decode(rest) {
             Ok((n, ev)) => {
                 rest = &rest[n..];
-                if let Some(Event::Binary(m)) = ev {
-                    black_box(&m);
-                    seen += 1;
+                match ev {
+                    Some(Event::Binary(m)) => {
+                        black_box(&m);
+                        seen += 1;
+                    }
+                    Some(Event::Text(t)) => {
+                        black_box(&t);
+                        seen += 1;
+                    }
+                    _ => {}
                 }
             }
             Err(e) => panic!("benchmark input failed to decode: {e}"),
@@ -69,16 +77,35 @@ fn decode_all(stream: &[u8], frames: usize) {
     assert_eq!(seen, frames);
 }
 
-/// Masked binary frames of `size` bytes, about `total` bytes of them.
-fn frame_stream(size: usize, total: usize) -> (Vec<u8>, usize) {
-    let payload: Vec<u8> = (0..size).map(|i| i as u8).collect();
+/// `size` bytes of valid UTF-8: ASCII with a two-byte character every 64 bytes.
+fn text_payload(size: usize) -> Vec<u8> {
+    let line = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZé";
+    let mut out: Vec<u8> = line.bytes().cycle().take(size).collect();
+    // Do not end inside the two-byte character.
+    while std::str::from_utf8(&out).is_err() {
+        out.pop();
+    }
+    out
+}
+
+/// Masked frames of `size` bytes, about `total` bytes of them: binary, or text (ASCII
+/// with a two-byte character every 64 bytes).
+fn frame_stream(opcode: OpCode, size: usize, total: usize) -> (Vec<u8>, usize) {
+    let payload: Vec<u8> = match opcode {
+        OpCode::Text => "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZé."
+            .bytes()
+            .cycle()
+            .take(size)
+            .collect(),
+        _ => (0..size).map(|i| i as u8).collect(),
+    };
     let count = (total / size.max(1)).max(1);
     let mut out = Vec::new();
     for i in 0..count {
         encode_frame(
             &mut out,
             true,
-            OpCode::Binary,
+            opcode,
             Some([i as u8, 0x5a, 0xa5, 0x3c]),
             &payload,
         );
@@ -109,7 +136,27 @@ pub fn codec(time: Duration) -> Vec<Figure> {
             apply_mask_reference(black_box(&mut buf), key, 1);
         },
     ));
-    let (small, n_small) = frame_stream(32, 1 << 20);
+    let text = text_payload(64 * 1024);
+    figures.push(measure(
+        "validate UTF-8 64 KiB, incremental",
+        time,
+        text.len(),
+        None,
+        || {
+            let mut v = Validator::new();
+            assert!(v.feed(black_box(&text)).is_ok());
+        },
+    ));
+    figures.push(measure(
+        "validate UTF-8 64 KiB, std::str::from_utf8",
+        time,
+        text.len(),
+        None,
+        || {
+            assert!(std::str::from_utf8(black_box(&text)).is_ok());
+        },
+    ));
+    let (small, n_small) = frame_stream(OpCode::Binary, 32, 1 << 20);
     figures.push(measure(
         "decode 32 B masked frames",
         time,
@@ -117,13 +164,21 @@ pub fn codec(time: Duration) -> Vec<Figure> {
         Some(n_small),
         || decode_all(black_box(&small), n_small),
     ));
-    let (large, n_large) = frame_stream(64 * 1024, 8 << 20);
+    let (large, n_large) = frame_stream(OpCode::Binary, 64 * 1024, 8 << 20);
     figures.push(measure(
         "decode 64 KiB masked frames",
         time,
         large.len(),
         Some(n_large),
         || decode_all(black_box(&large), n_large),
+    ));
+    let (large_text, n_text) = frame_stream(OpCode::Text, 64 * 1024, 8 << 20);
+    figures.push(measure(
+        "decode 64 KiB masked text frames",
+        time,
+        large_text.len(),
+        Some(n_text),
+        || decode_all(black_box(&large_text), n_text),
     ));
     figures
 }
