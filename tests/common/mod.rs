@@ -81,13 +81,20 @@ impl Drop for Server {
         let alive = self.is_running();
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // A test that made the server exit must not pass quietly.
+        // The pipes are closed now: wait until every line the server wrote is in.
+        for reader in self.drains.drain(..) {
+            let _ = reader.join();
+        }
+        // A test that made the server exit, or panic in a connection thread (which
+        // does not end the process), must not pass quietly.
         if !thread::panicking() {
+            let stderr = self.stderr.snapshot();
             assert!(
                 alive,
-                "the server process exited during the test; stderr: {:?}",
-                self.stderr.snapshot()
+                "the server process exited during the test; stderr: {stderr:?}"
             );
+            let panics: Vec<&String> = stderr.iter().filter(|l| l.contains("panicked")).collect();
+            assert!(panics.is_empty(), "the server panicked: {panics:?}");
         }
     }
 }
@@ -356,8 +363,13 @@ impl Client {
         self.expect_tcp_closed();
     }
 
-    /// The server closes TCP: nothing more arrives.
+    /// The server closes TCP: nothing more arrives, neither already buffered nor later.
     pub fn expect_tcp_closed(&mut self) {
+        assert!(
+            self.buf.is_empty(),
+            "expected TCP close, but more bytes came first: {:02x?}",
+            &self.buf[..self.buf.len().min(32)]
+        );
         let mut chunk = [0u8; 1024];
         match self.stream.read(&mut chunk) {
             Ok(0) => {}
