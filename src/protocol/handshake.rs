@@ -118,20 +118,26 @@ impl Headers {
 /// An HTTP request head.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
+    /// The method, a token such as `GET`.
     pub method: String,
-    /// The request target as sent: path and query.
+    /// The request target as sent: path and query, visible ASCII only.
     pub target: String,
     /// `HTTP/1.1` and the like.
     pub version: String,
+    /// The header fields, in order.
     pub headers: Headers,
 }
 
 /// An HTTP response head.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
+    /// `HTTP/1.1` and the like.
     pub version: String,
+    /// The three-digit status code.
     pub status: u16,
+    /// The reason phrase, possibly empty.
     pub reason: String,
+    /// The header fields, in order.
     pub headers: Headers,
 }
 
@@ -143,6 +149,7 @@ pub struct RequestParser {
 }
 
 impl RequestParser {
+    /// A parser for one request head within `limits`.
     pub fn new(limits: HeadLimits) -> Self {
         RequestParser {
             scanner: HeadScanner::default(),
@@ -168,6 +175,7 @@ pub struct ResponseParser {
 }
 
 impl ResponseParser {
+    /// A parser for one response head within `limits`.
     pub fn new(limits: HeadLimits) -> Self {
         ResponseParser {
             scanner: HeadScanner::default(),
@@ -230,6 +238,11 @@ fn split_head(head: &[u8]) -> Result<(&str, Headers), Error> {
     Ok((first, Headers(headers)))
 }
 
+/// `HTTP/` followed by one digit, a dot and one digit (RFC 7230 2.6).
+fn is_http_version(v: &str) -> bool {
+    matches!(v.as_bytes(), [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] if major.is_ascii_digit() && minor.is_ascii_digit())
+}
+
 /// Parses a complete request head (`METHOD SP target SP version CRLF headers CRLF`).
 pub fn parse_request_head(head: &[u8]) -> Result<Request, Error> {
     let (line, headers) = split_head(head)?;
@@ -239,10 +252,13 @@ pub fn parse_request_head(head: &[u8]) -> Result<Request, Error> {
     else {
         return Err(Error::MalformedHttp("bad request line"));
     };
+    // RFC 7230 3.1.1: method is a token; the target holds no spaces and no control
+    // characters (a bare CR "MUST" be treated as invalid, 3.5); version is HTTP/d.d.
     if method.is_empty()
         || !method.bytes().all(is_tchar)
         || target.is_empty()
-        || !version.starts_with("HTTP/")
+        || !target.bytes().all(|b| (0x21..=0x7E).contains(&b))
+        || !is_http_version(version)
     {
         return Err(Error::MalformedHttp("bad request line"));
     }
@@ -318,6 +334,17 @@ pub fn validate_request(req: &Request) -> Result<Offer, Error> {
     //    answer with the versions we speak (426 and `Sec-WebSocket-Version: 13`).
     if req.headers.one("Sec-WebSocket-Version") != Some("13") {
         return Err(Error::UnsupportedVersion);
+    }
+    // RFC 6455 4.1: each element of Sec-WebSocket-Protocol "MUST be a non-empty string
+    // with characters in the range U+0021 to U+007E not including separator
+    // characters" - an RFC 2616 token. Selecting a value that is not one would send
+    // the client something it cannot have offered.
+    if !req
+        .headers
+        .list("Sec-WebSocket-Protocol")
+        .all(|p| p.bytes().all(is_tchar))
+    {
+        return Err(Error::BadSubprotocol);
     }
     Ok(Offer {
         key: key.to_owned(),
@@ -455,7 +482,14 @@ pub fn check_response(
         return Err(Error::UnexpectedStatus(resp.status));
     }
     // 2-3. Upgrade: websocket, Connection: upgrade, case-insensitive.
-    if !resp.headers.has_token("Upgrade", "websocket") {
+    // 4.1: "If the response lacks an |Upgrade| header field or the |Upgrade| header
+    // field contains a value that is not an ASCII case-insensitive match for the
+    // value "websocket", the client MUST _Fail the WebSocket Connection_."
+    if !resp
+        .headers
+        .one("Upgrade")
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+    {
         return Err(Error::MissingUpgradeWebsocket);
     }
     if !resp.headers.has_token("Connection", "upgrade") {
@@ -629,6 +663,43 @@ mod tests {
     }
 
     #[test]
+    fn subprotocols_must_be_tokens() {
+        for bad in ["chat, sup(er)", "a b", "caf\u{e9}", "x;y"] {
+            let req = parse_whole(&with_header("Sec-WebSocket-Protocol", Some(bad))).unwrap();
+            assert_eq!(validate_request(&req), Err(Error::BadSubprotocol), "{bad}");
+        }
+        let req = parse_whole(&with_header(
+            "Sec-WebSocket-Protocol",
+            Some("v1.chat, mqtt"),
+        ))
+        .unwrap();
+        assert_eq!(
+            validate_request(&req).unwrap().protocols,
+            ["v1.chat", "mqtt"]
+        );
+    }
+
+    #[test]
+    fn client_requires_upgrade_to_be_exactly_websocket() {
+        let (_, key) = encode_request("h", "/", [1; 16], &[], &[]);
+        let resp = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket, h2c\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n", accept_key(&key));
+        let Status::Complete((r, _)) = ResponseParser::default().parse(resp.as_bytes()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            check_response(&r, &key, &[]),
+            Err(Error::MissingUpgradeWebsocket)
+        );
+        let ok = resp.replace("websocket, h2c", "WebSocket");
+        let Status::Complete((r, _)) = ResponseParser::default().parse(ok.as_bytes()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(check_response(&r, &key, &[]), Ok(None));
+    }
+
+    #[test]
     fn version_rejection_names_version_13() {
         let text = String::from_utf8(encode_reject(&Error::UnsupportedVersion)).unwrap();
         assert!(text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
@@ -677,6 +748,10 @@ mod tests {
             b"GET / HTTP/1.1\r\nbad name: x\r\n\r\n",
             b"GET / HTTP/1.1\r\nx: a\x01b\r\n\r\n",
             b"GET  / HTTP/1.1\r\n\r\n",
+            b"GET /a\x01b HTTP/1.1\r\n\r\n",
+            b"GET /\xc3\xa9 HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/one\r\n\r\n",
+            b"GET / HTTP/1.1x\r\n\r\n",
         ] {
             assert!(
                 matches!(parse_whole(bad), Err(Error::MalformedHttp(_))),

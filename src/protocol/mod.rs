@@ -73,6 +73,10 @@ pub enum Error {
     BadKey,
     /// `Sec-WebSocket-Version` is not 13 (426 with `Sec-WebSocket-Version: 13`). 4.2.1 item 6.
     UnsupportedVersion,
+    /// A `Sec-WebSocket-Protocol` element that is not a token (400). RFC 6455 4.1: the
+    /// elements "MUST be non-empty strings with characters in the range U+0021 to
+    /// U+007E not including separator characters".
+    BadSubprotocol,
 
     // ---- opening handshake, client side (RFC 6455 4.1, the server's response)
     /// The status is not 101 (4.1: "the client MUST ... fail the WebSocket Connection").
@@ -133,7 +137,8 @@ impl Error {
             | MissingHost
             | MissingUpgradeWebsocket
             | MissingConnectionUpgrade
-            | BadKey => 400,
+            | BadKey
+            | BadSubprotocol => 400,
             MethodNotGet => 405,
             UnsupportedHttpVersion => 505,
             UnsupportedVersion => 426,
@@ -178,6 +183,7 @@ impl Error {
             MissingConnectionUpgrade => "Connection: upgrade required",
             BadKey => "Sec-WebSocket-Key must be 16 bytes in base64",
             UnsupportedVersion => "Sec-WebSocket-Version 13 required",
+            BadSubprotocol => "Sec-WebSocket-Protocol values must be tokens",
             UnexpectedStatus(_) => "server did not answer 101",
             BadAccept => "Sec-WebSocket-Accept does not match",
             UnofferedSubprotocol => "server chose a subprotocol that was not offered",
@@ -237,38 +243,96 @@ mod tests {
         );
     }
 
+    /// Where each error is answered: before the upgrade (HTTP), after it (close
+    /// frame), or on the client, which only fails. The match has no wildcard, so a new
+    /// variant does not compile until it is placed here.
+    fn expected(e: &Error) -> (&'static str, u16) {
+        use Error::*;
+        match e {
+            HeadTooLarge { .. } | TooManyHeaders { .. } => ("http", 431),
+            MalformedHttp(_)
+            | MissingHost
+            | MissingUpgradeWebsocket
+            | MissingConnectionUpgrade
+            | BadKey
+            | BadSubprotocol => ("http", 400),
+            MethodNotGet => ("http", 405),
+            UnsupportedHttpVersion => ("http", 505),
+            UnsupportedVersion => ("http", 426),
+            UnexpectedStatus(_) | BadAccept | UnofferedSubprotocol | UnrequestedExtension => {
+                ("client", 0)
+            }
+            ReservedBits
+            | ReservedOpcode(_)
+            | FragmentedControlFrame
+            | ControlFrameTooLong
+            | LengthTopBitSet
+            | NonMinimalLength
+            | UnmaskedFrame
+            | MaskedFrame
+            | UnexpectedContinuation
+            | ExpectedContinuation
+            | ClosePayloadOneByte
+            | InvalidCloseCode(_) => ("close", 1002),
+            InvalidUtf8 => ("close", 1007),
+            FrameTooLarge { .. } | MessageTooLarge { .. } => ("close", 1009),
+        }
+    }
+
     #[test]
     fn every_error_maps_to_exactly_one_answer() {
+        use Error::*;
         let all = [
-            Error::HeadTooLarge { max_bytes: 1 },
-            Error::MalformedHttp("x"),
-            Error::MethodNotGet,
-            Error::UnsupportedVersion,
-            Error::UnexpectedStatus(200),
-            Error::BadAccept,
-            Error::ReservedBits,
-            Error::InvalidUtf8,
-            Error::FrameTooLarge {
+            HeadTooLarge { max_bytes: 1 },
+            TooManyHeaders { max_headers: 1 },
+            MalformedHttp("x"),
+            MethodNotGet,
+            UnsupportedHttpVersion,
+            MissingHost,
+            MissingUpgradeWebsocket,
+            MissingConnectionUpgrade,
+            BadKey,
+            UnsupportedVersion,
+            BadSubprotocol,
+            UnexpectedStatus(200),
+            BadAccept,
+            UnofferedSubprotocol,
+            UnrequestedExtension,
+            ReservedBits,
+            ReservedOpcode(3),
+            FragmentedControlFrame,
+            ControlFrameTooLong,
+            LengthTopBitSet,
+            NonMinimalLength,
+            UnmaskedFrame,
+            MaskedFrame,
+            FrameTooLarge {
                 size: 2,
                 max_bytes: 1,
             },
-            Error::ClosePayloadOneByte,
+            UnexpectedContinuation,
+            ExpectedContinuation,
+            MessageTooLarge {
+                size: 2,
+                max_bytes: 1,
+            },
+            InvalidUtf8,
+            ClosePayloadOneByte,
+            InvalidCloseCode(1005),
         ];
-        for e in all {
-            let client_side = matches!(e, Error::UnexpectedStatus(_) | Error::BadAccept);
-            let answers = e.http_status().is_some() as u8 + e.close_code().is_some() as u8;
-            assert_eq!(answers, if client_side { 0 } else { 1 }, "{e:?}");
+        for e in &all {
+            let got = match (e.http_status(), e.close_code()) {
+                (Some(s), None) => ("http", s),
+                (None, Some(c)) => ("close", c),
+                (None, None) => ("client", 0),
+                (Some(_), Some(_)) => panic!("{e:?} has two answers"),
+            };
+            assert_eq!(got, expected(e), "{e:?}");
+            assert!(
+                !e.reason().is_empty() && e.reason().len() <= 123,
+                "{e:?}: reason fits a close frame"
+            );
+            assert!(!e.to_string().is_empty());
         }
-        assert_eq!(Error::UnsupportedVersion.http_status(), Some(426));
-        assert_eq!(Error::InvalidUtf8.close_code(), Some(1007));
-        assert_eq!(
-            Error::MessageTooLarge {
-                size: 9,
-                max_bytes: 1
-            }
-            .close_code(),
-            Some(1009)
-        );
-        assert_eq!(Error::ReservedOpcode(3).close_code(), Some(1002));
     }
 }
