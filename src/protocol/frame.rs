@@ -95,8 +95,11 @@ pub struct FrameHeader {
     pub fin: bool,
     /// Reserved bits; meaningful only with a negotiated extension (5.2).
     pub rsv1: bool,
+    /// Reserved bit 2 (5.2).
     pub rsv2: bool,
+    /// Reserved bit 3 (5.2).
     pub rsv3: bool,
+    /// What the payload is (5.2).
     pub opcode: OpCode,
     /// Present exactly on frames sent by a client (5.3).
     pub masking_key: Option<[u8; 4]>,
@@ -138,15 +141,23 @@ impl FrameHeader {
     /// control frames short and unfragmented, lengths minimal with the top bit clear.
     /// Role-dependent rules are in [`FrameHeader::check`].
     pub fn parse(buf: &[u8]) -> Result<Status<(FrameHeader, usize)>, Error> {
-        // 1. The first two bytes say how long the rest of the header is.
-        let [b0, b1] = match buf {
-            [b0, b1, ..] => [*b0, *b1],
-            _ => return Ok(Status::Partial),
+        // 1. The second byte says how long the whole header is.
+        let Some(&b1) = buf.get(1) else {
+            return Ok(Status::Partial);
         };
         let header_len = Self::len_from_second_byte(b1);
         let Some(head) = buf.get(..header_len) else {
             return Ok(Status::Partial);
         };
+        let mut whole = [0u8; MAX_HEADER_BYTES];
+        whole[..header_len].copy_from_slice(head);
+        Ok(Status::Complete((Self::from_whole(&whole)?, header_len)))
+    }
+
+    /// Decodes a header that is all present at the start of `head` (the bytes past its
+    /// length are ignored). A fixed-size array: no index can fall outside it.
+    pub(super) fn from_whole(head: &[u8; MAX_HEADER_BYTES]) -> Result<FrameHeader, Error> {
+        let (b0, b1) = (head[0], head[1]);
         let opcode = OpCode::from_bits(b0 & 0x0F)?;
         let fin = b0 & 0x80 != 0;
         let len7 = b1 & 0x7F;
@@ -209,7 +220,7 @@ impl FrameHeader {
             masking_key,
             payload_len,
         };
-        Ok(Status::Complete((header, header_len)))
+        Ok(header)
     }
 
     /// Checks the rules that depend on who receives the frame. `receiver` is the role

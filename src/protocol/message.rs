@@ -53,6 +53,7 @@ pub enum Event {
 /// One frame as it was received, kept for `--trace-frames`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FrameTrace {
+    /// The frame's header, as received or sent.
     pub header: FrameHeader,
     /// The first bytes of the payload, unmasked.
     pub preview: Vec<u8>,
@@ -218,13 +219,8 @@ impl Decoder {
             self.head_len += take;
             *pos += take;
         }
-        let parsed = FrameHeader::parse(&self.head[..self.head_len])?;
         self.head_len = 0;
-        match parsed {
-            Status::Complete((header, _)) => Ok(Some(header)),
-            // Cannot happen: exactly the header's length was gathered.
-            Status::Partial => Err(Error::MalformedHttp("frame header incomplete")),
-        }
+        FrameHeader::from_whole(&self.head).map(Some)
     }
 
     /// Checks a new frame against the role, the message state and the limits, and
