@@ -14,6 +14,8 @@ usage:
       --mode echo                   what to do with messages (only 'echo' for now)
       --trace-frames                print every frame in and out, annotated
       --handshake-timeout SECONDS   time to send the opening handshake (default 10)
+      --idle-timeout SECONDS        close a connection silent this long, 1001 (default 120)
+      --write-timeout SECONDS       drop a peer that does not read for this long (default 30)
       --max-frame-bytes N           longest frame payload (default 16777216)
       --max-message-bytes N         longest message (default 67108864)
   switchboard bench codec [--seconds S]
@@ -60,6 +62,15 @@ fn number<T: std::str::FromStr>(text: &str, name: &str) -> Result<T, String> {
         .map_err(|_| format!("{name}: '{text}' is not a number"))
 }
 
+/// A positive number of seconds, up to a day.
+fn seconds(text: &str, name: &str) -> Result<Duration, String> {
+    let secs: f64 = number(text, name)?;
+    if !(secs > 0.0 && secs <= 86400.0) {
+        return Err(format!("{name}: give seconds between 0 and 86400"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 fn run_echo(args: &[String]) -> Result<(), String> {
     let mut config = echo::Config::default();
     let mut listen = String::from("127.0.0.1:9001");
@@ -72,13 +83,9 @@ fn run_echo(args: &[String]) -> Result<(), String> {
                 other => return Err(format!("--mode {other}: only 'echo' is implemented")),
             },
             "--trace-frames" => config.trace_frames = true,
-            "--handshake-timeout" => {
-                let secs: f64 = number(value(&mut it, arg)?, arg)?;
-                if !(secs > 0.0 && secs < 1e9) {
-                    return Err(format!("{arg}: give a positive number of seconds"));
-                }
-                config.handshake_timeout = Duration::from_secs_f64(secs);
-            }
+            "--handshake-timeout" => config.handshake_timeout = seconds(value(&mut it, arg)?, arg)?,
+            "--idle-timeout" => config.idle_timeout = seconds(value(&mut it, arg)?, arg)?,
+            "--write-timeout" => config.write_timeout = seconds(value(&mut it, arg)?, arg)?,
             "--max-frame-bytes" => {
                 config.ws.limits.max_frame_bytes = number(value(&mut it, arg)?, arg)?
             }
@@ -105,11 +112,16 @@ fn run_bench(args: &[String]) -> Result<(), String> {
     }
     while let Some(arg) = it.next() {
         match arg.as_str() {
-            "--seconds" => seconds = number(value(&mut it, arg)?, arg)?,
+            "--seconds" => {
+                seconds = number(value(&mut it, arg)?, arg)?;
+                if !(seconds > 0.0 && seconds <= 3600.0) {
+                    return Err(format!("{arg}: give seconds between 0 and 3600"));
+                }
+            }
             other => return Err(format!("bench codec: unknown option '{other}'")),
         }
     }
-    let figures = switchboard::bench::codec(Duration::from_secs_f64(seconds.max(0.01)));
+    let figures = switchboard::bench::codec(Duration::from_secs_f64(seconds));
     print!("{}", switchboard::bench::report(&figures));
     Ok(())
 }

@@ -213,8 +213,9 @@ impl<S: Read + Write> WebSocket<S> {
 
     /// Reads the next message or control frame.
     ///
-    /// A ping is answered with a pong carrying its payload before it is returned
-    /// (5.5.2). A close from the peer is echoed with its status code (5.5.1) before it
+    /// A ping is answered with a pong carrying its payload (5.5.2): the pong is queued
+    /// when the ping is returned and leaves with the next write or flush, at the latest
+    /// before this method next blocks. A close from the peer is echoed with its status code (5.5.1) before it
     /// is returned; after that, [`Error::Closed`]. When the peer breaks a rule, the
     /// connection is failed (7.1.7): a close frame with the matching code is sent and
     /// [`Error::Protocol`] returned.
@@ -389,16 +390,27 @@ impl<S: Read + Write> WebSocket<S> {
     }
 
     /// Writes everything queued.
+    ///
+    /// A write that fails (or times out) may have sent part of a frame, so nothing more
+    /// can be sent on this stream: the state becomes `Closed`.
     pub fn flush(&mut self) -> Result<(), Error> {
         if !self.write_buf.is_empty() {
-            self.stream.write_all(&self.write_buf)?;
+            if let Err(e) = self.stream.write_all(&self.write_buf) {
+                return Err(self.write_failed(e));
+            }
             self.write_buf.clear();
             if self.write_buf.capacity() > KEEP_WRITE_BUFFER_BYTES {
                 self.write_buf = Vec::new();
             }
         }
-        self.stream.flush()?;
-        Ok(())
+        self.stream.flush().map_err(|e| self.write_failed(e))
+    }
+
+    /// After a failed write the stream may end inside a frame: give up on it.
+    fn write_failed(&mut self, e: io::Error) -> Error {
+        self.state = State::Closed;
+        self.write_buf.clear();
+        Error::Io(e)
     }
 
     fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
@@ -442,14 +454,17 @@ impl<S: Read + Write> WebSocket<S> {
         if masking_key.is_none() && payload.len() > COPY_PAYLOAD_BYTES {
             let mut head = Vec::with_capacity(MAX_HEADER_BYTES);
             header.encode(&mut head);
-            write_all_vectored(
+            let written = write_all_vectored(
                 &mut self.stream,
                 &mut [
                     IoSlice::new(&self.write_buf),
                     IoSlice::new(&head),
                     IoSlice::new(payload),
                 ],
-            )?;
+            );
+            if let Err(e) = written {
+                return Err(self.write_failed(e));
+            }
             self.write_buf.clear();
             return Ok(());
         }
@@ -505,12 +520,15 @@ impl WebSocket<TcpStream> {
         Ok(())
     }
 
-    /// Ends the TCP connection after the close frames (7.1.1: "the server SHOULD close
-    /// the underlying TCP connection first"). Sends FIN, then reads and discards what
-    /// the peer still sends until it closes too or `close_timeout` passes. Dropping a
-    /// socket with unread input would send RST instead, and an RST can make the peer's
-    /// kernel discard our close frame before the peer reads it.
+    /// Ends the TCP connection after the close frames. 7.1.1: "the server SHOULD close
+    /// the underlying TCP connection first", and the client SHOULD wait for it. So a
+    /// server sends FIN at once and drains the peer ([`linger_close`]); a client
+    /// drains until the server's FIN, then closes. Either waits at most
+    /// `close_timeout`.
     pub fn shutdown(&mut self) {
+        if self.role == Role::Client {
+            drain_until_eof(&self.stream, self.config.close_timeout);
+        }
         linger_close(&self.stream, self.config.close_timeout);
         self.state = State::Closed;
     }
@@ -521,6 +539,11 @@ impl WebSocket<TcpStream> {
 /// the peer rather than lost to an RST sent for unread input.
 pub fn linger_close(stream: &TcpStream, timeout: Duration) {
     let _ = stream.shutdown(Shutdown::Write);
+    drain_until_eof(stream, timeout);
+}
+
+/// Reads and discards until the peer closes, an error, or `timeout` passes.
+fn drain_until_eof(stream: &TcpStream, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     let mut sink = [0u8; 4096];
     let mut reader = stream;
@@ -864,6 +887,51 @@ mod tests {
             out.len(),
             11 + big.len(),
             "queue, header and payload all written, in order"
+        );
+    }
+
+    /// Takes `room` bytes, then every write fails as if timed out.
+    struct Stalled {
+        room: usize,
+        written: Vec<u8>,
+    }
+
+    impl Read for Stalled {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Ok(0)
+        }
+    }
+
+    impl Write for Stalled {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            self.written.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_write_ends_the_connection_instead_of_resending() {
+        let stalled = Stalled {
+            room: 3,
+            written: Vec::new(),
+        };
+        let mut ws = WebSocket::from_raw(stalled, Role::Server, Config::default(), &[]);
+        assert!(matches!(ws.send_text("hello"), Err(Error::Io(_))));
+        assert_eq!(ws.state(), State::Closed);
+        assert!(matches!(ws.send_text("again"), Err(Error::Closed)));
+        assert!(matches!(ws.flush(), Ok(())), "nothing left queued");
+        assert_eq!(
+            ws.stream.written,
+            [0x81, 0x05, b'h'],
+            "the cut frame is not written again"
         );
     }
 

@@ -191,3 +191,42 @@ fn trickled_handshake_is_dropped_at_the_deadline() {
         ),
     }
 }
+
+#[test]
+fn silent_connection_closed_after_idle_timeout_with_1001() {
+    let server = Server::start(&["--idle-timeout", "0.3"]);
+    let mut c = server.client();
+    let start = Instant::now();
+    c.expect_close(Some(1001));
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn peer_that_stops_reading_is_dropped_after_write_timeout() {
+    let server = Server::start(&["--write-timeout", "0.3"]);
+    let mut c = server.client();
+    // 16 MiB echoed to a client that reads nothing: far more than the socket buffers
+    // hold, so the server's write blocks.
+    let payload = binary(16 << 20);
+    c.send_frame(true, 0, BINARY, &payload, Chunks(1 << 20));
+    // Stay away from the socket well past the write timeout: this is the stalled
+    // client under test, not a wait for the server.
+    std::thread::sleep(Duration::from_millis(1500));
+    let echoed = c.read_to_end_text().len();
+    assert!(
+        echoed < payload.len(),
+        "the whole echo arrived ({echoed} bytes): the write never timed out"
+    );
+    assert!(
+        server
+            .stderr
+            .wait_for(Duration::from_secs(5), |l| l.contains("timed out")
+                || l.contains("Resource temporarily unavailable")),
+        "no log line for the dropped peer: {:?}",
+        server.stderr.snapshot()
+    );
+}

@@ -4,9 +4,10 @@
 //! be driven by the Autobahn|Testsuite, by real clients (tests/interop) and by the
 //! benchmark harness, and so that people can watch frames go by (`--trace-frames`).
 
+use crate::protocol::close;
 use crate::protocol::message::Event;
 use crate::socket::{
-    self, describe_frame, Config as WsConfig, DeadlineStream, Error as WsError, WebSocket,
+    self, describe_frame, Config as WsConfig, DeadlineStream, Error as WsError, State, WebSocket,
 };
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -22,6 +23,13 @@ pub struct Config {
     /// Time a client has to send its whole opening handshake. Default 10 s: a slow or
     /// half-sent request must not hold a thread for ever.
     pub handshake_timeout: Duration,
+    /// Time a connection may stay silent before it is closed with 1001. Default 120 s.
+    /// Without it a peer that vanished without a FIN holds its thread for ever;
+    /// heartbeats, which arrive with the server runtime, will replace it.
+    pub idle_timeout: Duration,
+    /// Time one write may block on a peer that does not read. Default 30 s; then the
+    /// connection is dropped (a close frame could not get through either).
+    pub write_timeout: Duration,
     /// Stack of each connection thread. Default 128 KiB: messages live on the heap,
     /// and the read path has no recursion.
     pub thread_stack_bytes: usize,
@@ -34,6 +42,8 @@ impl Default for Config {
         Config {
             ws: WsConfig::default(),
             handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            write_timeout: Duration::from_secs(30),
             thread_stack_bytes: 128 * 1024,
             trace_frames: false,
         }
@@ -91,19 +101,32 @@ fn handle(stream: TcpStream, id: u64, config: Config) {
         }
     };
     drop(stream);
-    let _ = ws.get_ref().set_read_timeout(None);
+    let _ = ws.get_ref().set_read_timeout(Some(config.idle_timeout));
+    let _ = ws.get_ref().set_write_timeout(Some(config.write_timeout));
     if config.trace_frames {
         ws.set_tracer(Some(Box::new(move |dir, frame| {
             let mut out = io::stdout().lock();
             let _ = writeln!(out, "[conn {id}] {}", describe_frame(dir, frame));
         })));
     }
-    let result = echo_loop(&mut ws);
-    match &result {
+    match echo_loop(&mut ws) {
         Ok(()) | Err(WsError::Closed) => {}
+        // A read timed out: the peer was silent for idle_timeout. (A write that timed
+        // out has closed the socket's state already: nothing more can be sent.)
+        Err(WsError::Io(e)) if is_timeout(&e) && ws.state() == State::Open => {
+            eprintln!("conn {id} {peer}: timed out ({e})");
+            let _ = ws.close(close::GOING_AWAY, "idle timeout");
+        }
         Err(e) => eprintln!("conn {id} {peer}: {e}"),
     }
     ws.shutdown();
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// Answers are queued, not sent one by one: `read` flushes them before it blocks, so
