@@ -127,21 +127,32 @@ pub fn frame_stream(data: &[u8]) {
     }
 }
 
+/// Calls `parse` with a buffer that grows by one piece at a time, as reads would
+/// grow it, until it stops answering `Partial`.
+fn grow_in_pieces<T>(
+    body: &[u8],
+    sizes: &[usize],
+    mut parse: impl FnMut(&[u8]) -> Result<Status<T>, Error>,
+) -> Result<Status<T>, Error> {
+    let mut seen = 0;
+    let mut result = Ok(Status::Partial);
+    for piece in cut(body, sizes) {
+        seen += piece.len();
+        result = parse(&body[..seen]);
+        if !matches!(result, Ok(Status::Partial)) {
+            break;
+        }
+    }
+    result
+}
+
 /// The request parser, fed in pieces, agrees with the whole; a request it accepts gets
 /// a 101 that the client side checks and accepts; a refusal maps to an HTTP status.
 pub fn handshake_request(data: &[u8]) {
     let (sizes, body) = pieces(data);
     let whole = RequestParser::default().parse(body);
     let mut p = RequestParser::default();
-    let mut seen = 0;
-    let mut chunked = Ok(Status::Partial);
-    for piece in cut(body, &sizes) {
-        seen += piece.len();
-        chunked = p.parse(&body[..seen]);
-        if !matches!(chunked, Ok(Status::Partial)) {
-            break;
-        }
-    }
+    let chunked = grow_in_pieces(body, &sizes, |buf| p.parse(buf));
     assert_eq!(whole, chunked, "whole and chunked request parsing disagree");
     match whole {
         Err(e) => assert!(e.http_status().is_some(), "{e:?} has no HTTP status"),
@@ -179,15 +190,7 @@ pub fn handshake_response(data: &[u8]) {
     let (sizes, body) = pieces(data);
     let whole = ResponseParser::default().parse(body);
     let mut p = ResponseParser::default();
-    let mut seen = 0;
-    let mut chunked = Ok(Status::Partial);
-    for piece in cut(body, &sizes) {
-        seen += piece.len();
-        chunked = p.parse(&body[..seen]);
-        if !matches!(chunked, Ok(Status::Partial)) {
-            break;
-        }
-    }
+    let chunked = grow_in_pieces(body, &sizes, |buf| p.parse(buf));
     assert_eq!(
         whole, chunked,
         "whole and chunked response parsing disagree"
