@@ -121,7 +121,7 @@ fn run_bench(args: &[String]) -> Result<(), String> {
             other => return Err(format!("bench codec: unknown option '{other}'")),
         }
     }
-    let figures = switchboard::bench::codec(Duration::from_secs_f64(seconds));
-    print!("{}", switchboard::bench::report(&figures));
+    let report = switchboard::bench::codec(Duration::from_secs_f64(seconds));
+    print!("{}", switchboard::bench::report(&report));
     Ok(())
 }
