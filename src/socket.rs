@@ -266,8 +266,7 @@ impl<S: Read + Write> WebSocket<S> {
             Event::Ping(payload) if self.state == State::Open => {
                 // Queued: it leaves with the next flush, at the latest before the
                 // next blocking read.
-                let payload = payload.clone();
-                self.queue_frame(true, OpCode::Pong, &payload)?;
+                self.queue_frame(true, OpCode::Pong, payload)?;
             }
             Event::Close(frame) => {
                 if self.state == State::Open {

@@ -124,11 +124,6 @@ impl Decoder {
         self.traces.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
-    /// Whether a fragmented message is open (some fragments received, not the last).
-    pub fn in_message(&self) -> bool {
-        self.message.is_some()
-    }
-
     /// Decodes from `input` until one event is complete or the input is used up.
     ///
     /// Returns how many bytes were consumed and the event, if one completed; call again
