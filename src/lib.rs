@@ -2,8 +2,11 @@
 //! WebSocket protocol (RFC 6455) written by hand.
 //!
 //! The layers, bottom up: [`protocol`] is RFC 6455 without I/O; [`socket`] runs it over
-//! any blocking `Read + Write`; [`server`] accepts connections. DESIGN.md beside the
+//! any blocking `Read + Write`; [`server`] accepts connections, queues and sends
+//! frames, keeps connections alive and enforces limits. DESIGN.md beside the
 //! repository is the map.
+
+#![deny(unsafe_code)]
 
 pub mod bench;
 #[doc(hidden)]
@@ -11,3 +14,5 @@ pub mod fuzzing;
 pub mod protocol;
 pub mod server;
 pub mod socket;
+mod sys;
+pub mod time;

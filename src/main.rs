@@ -3,7 +3,7 @@
 use std::net::TcpListener;
 use std::process::ExitCode;
 use std::time::Duration;
-use switchboard::server::echo;
+use switchboard::server::{self, echo, log, Server};
 
 const USAGE: &str = "\
 switchboard: a WebSocket server with RFC 6455 written by hand
@@ -11,16 +11,30 @@ switchboard: a WebSocket server with RFC 6455 written by hand
 usage:
   switchboard echo [options]        echo every message back to its sender
       --listen ADDR                 address to listen on (default 127.0.0.1:9001)
-      --mode echo                   what to do with messages (only 'echo' for now)
+      --mode echo|broadcast         back to the sender, or to every connection (default echo)
       --trace-frames                print every frame in and out, annotated
-      --handshake-timeout SECONDS   time to send the opening handshake (default 10)
-      --idle-timeout SECONDS        close a connection silent this long, 1001 (default 120)
-      --write-timeout SECONDS       drop a peer that does not read for this long (default 30)
-      --max-frame-bytes N           longest frame payload (default 16777216)
-      --max-message-bytes N         longest message (default 67108864)
+      --max-messages-per-second N   per connection; 0 for no limit (default 0 here)
+      and the server options below
   switchboard bench codec [--seconds S]
                                     measure masking and frame decoding in-process
   switchboard --help | --version
+
+server options (defaults in docs/OPERATIONS.md):
+      --handshake-timeout SECONDS   time to send the opening handshake (default 10)
+      --ping-interval SECONDS       ping a connection silent this long (default 25)
+      --heartbeat-timeout SECONDS   close one that does not answer a ping in time, 4000 (default 20)
+      --idle-timeout SECONDS        close one that sends no message this long, 4001 (default: never)
+      --write-timeout SECONDS       drop a peer that does not read for this long (default 30)
+      --shutdown-grace SECONDS      time for closing handshakes on SIGINT/SIGTERM (default 5)
+      --max-frame-bytes N           longest frame payload, 1009 (default 16777216)
+      --max-message-bytes N         longest message, 1009 (default 67108864)
+      --max-queue-bytes N           send queue bound per connection, 1008 (default 1048576)
+      --max-connections N           over it, HTTP 503 (default 16384)
+      --max-connections-per-ip N    over it, HTTP 429 (default: no limit)
+      --writer-threads N            threads sending for other threads (default 2)
+      --thread-stack-bytes N        stack of each connection thread (default 131072)
+      --log-format human|json       log line format (default human)
+      --log-level debug|info|warn|error
 ";
 
 fn main() -> ExitCode {
@@ -71,36 +85,108 @@ fn seconds(text: &str, name: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Applies one server option, if `arg` is one. Returns whether it was.
+fn server_option<'a>(
+    config: &mut server::Config,
+    arg: &str,
+    it: &mut impl Iterator<Item = &'a String>,
+) -> Result<bool, String> {
+    match arg {
+        "--trace-frames" => config.trace_frames = true,
+        "--handshake-timeout" => config.handshake_timeout = seconds(value(it, arg)?, arg)?,
+        "--ping-interval" => config.ping_interval = seconds(value(it, arg)?, arg)?,
+        "--heartbeat-timeout" => config.heartbeat_timeout = seconds(value(it, arg)?, arg)?,
+        "--idle-timeout" => config.idle_timeout = Some(seconds(value(it, arg)?, arg)?),
+        "--write-timeout" => config.write_timeout = seconds(value(it, arg)?, arg)?,
+        "--shutdown-grace" => config.shutdown_grace = seconds(value(it, arg)?, arg)?,
+        "--max-frame-bytes" => config.ws.limits.max_frame_bytes = number(value(it, arg)?, arg)?,
+        "--max-message-bytes" => config.ws.limits.max_message_bytes = number(value(it, arg)?, arg)?,
+        "--max-queue-bytes" => config.max_queue_bytes = number(value(it, arg)?, arg)?,
+        "--max-connections" => config.max_connections = number(value(it, arg)?, arg)?,
+        "--max-connections-per-ip" => {
+            config.max_connections_per_ip = Some(number(value(it, arg)?, arg)?)
+        }
+        "--max-messages-per-second" => {
+            let n: u32 = number(value(it, arg)?, arg)?;
+            config.max_messages_per_second = (n > 0).then_some(n);
+        }
+        "--writer-threads" => {
+            config.writer_threads = number(value(it, arg)?, arg)?;
+            if config.writer_threads == 0 {
+                return Err(format!("{arg}: at least 1"));
+            }
+        }
+        "--thread-stack-bytes" => {
+            config.thread_stack_bytes = number(value(it, arg)?, arg)?;
+            if config.thread_stack_bytes < 32 * 1024 {
+                return Err(format!("{arg}: at least 32768"));
+            }
+        }
+        "--log-format" => {
+            config.log_format = match value(it, arg)? {
+                "human" => log::Format::Human,
+                "json" => log::Format::Json,
+                other => return Err(format!("{arg} {other}: 'human' or 'json'")),
+            }
+        }
+        "--log-level" => {
+            config.log_level = match value(it, arg)? {
+                "debug" => log::Level::Debug,
+                "info" => log::Level::Info,
+                "warn" => log::Level::Warn,
+                "error" => log::Level::Error,
+                other => return Err(format!("{arg} {other}: debug, info, warn or error")),
+            }
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// Binds, says where on stdout, runs until SIGINT or SIGTERM.
+fn listen_and_run(listen: &str, server: Server) -> Result<(), String> {
+    let listener =
+        TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    server
+        .shutdown_on_signals()
+        .map_err(|e| format!("cannot handle signals: {e}"))?;
+    // The first line on stdout says where we listen: tests bind port 0 and read it.
+    println!("listening on {addr}");
+    server.run(listener).map_err(|e| e.to_string())
+}
+
 fn run_echo(args: &[String]) -> Result<(), String> {
-    let mut config = echo::Config::default();
+    let mut config = server::Config {
+        // Benchmarks and Autobahn send far faster than an application's clients.
+        max_messages_per_second: None,
+        ..server::Config::default()
+    };
     let mut listen = String::from("127.0.0.1:9001");
+    let mut broadcast = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--listen" => listen = value(&mut it, arg)?.to_owned(),
             "--mode" => match value(&mut it, arg)? {
-                "echo" => {}
-                other => return Err(format!("--mode {other}: only 'echo' is implemented")),
+                "echo" => broadcast = false,
+                "broadcast" => broadcast = true,
+                other => return Err(format!("--mode {other}: 'echo' or 'broadcast'")),
             },
-            "--trace-frames" => config.trace_frames = true,
-            "--handshake-timeout" => config.handshake_timeout = seconds(value(&mut it, arg)?, arg)?,
-            "--idle-timeout" => config.idle_timeout = seconds(value(&mut it, arg)?, arg)?,
-            "--write-timeout" => config.write_timeout = seconds(value(&mut it, arg)?, arg)?,
-            "--max-frame-bytes" => {
-                config.ws.limits.max_frame_bytes = number(value(&mut it, arg)?, arg)?
+            other => {
+                if !server_option(&mut config, other, &mut it)? {
+                    return Err(format!("echo: unknown option '{other}'"));
+                }
             }
-            "--max-message-bytes" => {
-                config.ws.limits.max_message_bytes = number(value(&mut it, arg)?, arg)?
-            }
-            other => return Err(format!("echo: unknown option '{other}'")),
         }
     }
-    let listener =
-        TcpListener::bind(&listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    // The first line on stdout says where we listen: tests bind port 0 and read it.
-    println!("listening on {addr}");
-    echo::serve(listener, config).map_err(|e| e.to_string())
+    let server = if broadcast {
+        Server::new(config, echo::Broadcast)
+    } else {
+        Server::new(config, echo::Echo)
+    }
+    .map_err(|e| e.to_string())?;
+    listen_and_run(&listen, server)
 }
 
 fn run_bench(args: &[String]) -> Result<(), String> {

@@ -193,11 +193,11 @@ fn trickled_handshake_is_dropped_at_the_deadline() {
 }
 
 #[test]
-fn silent_connection_closed_after_idle_timeout_with_1001() {
+fn connection_without_messages_closed_after_idle_timeout_with_4001() {
     let server = Server::start(&["--idle-timeout", "0.3"]);
     let mut c = server.client();
     let start = Instant::now();
-    c.expect_close(Some(1001));
+    c.expect_close(Some(4001));
     assert!(
         start.elapsed() < Duration::from_secs(5),
         "closed after {:?}",
@@ -222,10 +222,8 @@ fn peer_that_stops_reading_is_dropped_after_write_timeout() {
         "the whole echo arrived ({echoed} bytes): the write never timed out"
     );
     assert!(
-        server
-            .stderr
-            .wait_for(Duration::from_secs(5), |l| l.contains("timed out")
-                || l.contains("Resource temporarily unavailable")),
+        server.stderr.wait_for(Duration::from_secs(5), |l| l
+            .contains("peer stopped reading, dropped")),
         "no log line for the dropped peer: {:?}",
         server.stderr.snapshot()
     );

@@ -1,4 +1,1108 @@
-//! Accepting connections. For now one server: [`echo`], one thread per connection,
-//! used by the conformance suites and the benchmarks.
+//! The server runtime: it accepts TCP connections, runs the opening handshake, gives
+//! each WebSocket a reader thread and a bounded send queue, keeps the connections
+//! alive with heartbeats, enforces every limit, answers plain HTTP requests (health,
+//! metrics) on the same port, and shuts down gracefully.
+//!
+//! It knows sockets, not users: what to do with a message is a [`Handler`]'s business.
+//! [`echo`] has the two handlers of `switchboard echo`; the event emitter
+//! applications program against is built on the same trait.
+//!
+//! # Threads
+//!
+//! - the accept loop, in the thread that calls [`Server::run`];
+//! - one reader thread per connection, with a small stack: it runs the handshake,
+//!   then reads, decodes and calls the handler, so one connection's messages are
+//!   handled in order; it sends its own answers before it blocks again;
+//! - [`Config::writer_threads`] writer threads ([`writer`]): they send what other
+//!   threads queued (broadcasts, replies to other connections) and what full sockets
+//!   left behind, never blocking on any one peer;
+//! - one thread that answers connections turned away (503, 429), so that the accept
+//!   loop never waits on a client.
 
+pub mod conn;
 pub mod echo;
+mod http;
+pub mod log;
+pub mod metrics;
+mod writer;
+
+pub use conn::{Conn, Frame, Handshake, Message};
+
+use crate::protocol::close;
+use crate::protocol::frame::OpCode;
+use crate::protocol::handshake::{self, Offer, Request};
+use crate::protocol::message::{Decoder, Event};
+use crate::protocol::{self, Role};
+use crate::socket::{self, describe_frame, DeadlineStream, Direction};
+use crate::sys;
+use log::{Level, Logger};
+use metrics::{add, inc, Metrics};
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Close code sent when a connection stayed silent for `heartbeat_timeout` after a
+/// ping. In the 4000-4999 range RFC 6455 7.4.2 leaves to applications; a client
+/// should reconnect.
+pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4000;
+/// Close code sent when a connection sent no message for `idle_timeout`; a client
+/// may reconnect when it has something to do.
+pub const CLOSE_IDLE_TIMEOUT: u16 = 4001;
+
+/// Settings of the server runtime. Every limit has a documented default; docs/OPERATIONS.md
+/// has the table.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Frame, message and handshake-head limits and the close timeout of each
+    /// WebSocket (see [`socket::Config`]). Its `read_buffer_bytes` (default 16 KiB) is
+    /// the read buffer a connection starts with.
+    pub ws: socket::Config,
+    /// The read buffer doubles, up to this size, while reads keep filling it. Default
+    /// 64 KiB: four 16 KiB messages per system call under load. It shrinks back after a
+    /// quiet heartbeat interval, so idle connections hold only the initial size.
+    pub max_read_buffer_bytes: usize,
+    /// Time a client has to send its whole opening handshake (or HTTP request). Default
+    /// 10 s; slow or half-sent requests are dropped.
+    pub handshake_timeout: Duration,
+    /// A connection that has sent nothing for this long is pinged (RFC 6455 5.5.2).
+    /// Default 25 s, the interval Socket.IO uses; below the 60 s after which nginx
+    /// drops a quiet proxied connection.
+    pub ping_interval: Duration,
+    /// After a ping, the peer must send something (the pong, or anything else) within
+    /// this time, or it is closed with [`CLOSE_HEARTBEAT_TIMEOUT`]. Default 20 s.
+    pub heartbeat_timeout: Duration,
+    /// A connection that sends no text or binary message for this long is closed with
+    /// [`CLOSE_IDLE_TIMEOUT`]; checked at heartbeat ticks. Default `None`: a client that
+    /// only listens for notifications is idle by design, and heartbeats already catch
+    /// peers that are gone.
+    pub idle_timeout: Option<Duration>,
+    /// A send queue that makes no progress for this long (the peer stopped reading)
+    /// drops the connection. Default 30 s.
+    pub write_timeout: Duration,
+    /// Bound on one connection's send queue, in bytes. Default 1 MiB. A frame from
+    /// another connection (a broadcast, a reply) that would take the queue over it
+    /// closes the connection with 1008; a single message larger than the bound is
+    /// still queued when the queue is empty.
+    pub max_queue_bytes: usize,
+    /// Open connections (WebSocket and plain HTTP) at most; over it a new client gets
+    /// HTTP 503 before any upgrade. Default 16 384.
+    pub max_connections: usize,
+    /// Open connections from one IP address at most; over it, HTTP 429. Default `None`
+    /// (no limit): behind nginx every client has the proxy's address.
+    pub max_connections_per_ip: Option<usize>,
+    /// Text and binary messages a connection may send per second, averaged over one
+    /// second (a token bucket of that size). Over it: close 1008. Default `Some(1000)`;
+    /// `switchboard echo` sets `None`, since benchmarks and Autobahn send faster.
+    pub max_messages_per_second: Option<u32>,
+    /// After SIGINT or SIGTERM, how long closing handshakes may take before the
+    /// process exits anyway. Default 5 s.
+    pub shutdown_grace: Duration,
+    /// Threads that send for other threads (see [`writer`]). Default 2.
+    pub writer_threads: usize,
+    /// Stack of each connection's reader thread. Default 128 KiB: messages live on the
+    /// heap and the read path does not recurse; handlers needing deep recursion
+    /// should raise it.
+    pub thread_stack_bytes: usize,
+    /// Print every frame in and out, annotated, on stdout.
+    pub trace_frames: bool,
+    /// Log lines: human-readable or JSON.
+    pub log_format: log::Format,
+    /// Least important log records written. Default `Info`.
+    pub log_level: Level,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ws: socket::Config::default(),
+            max_read_buffer_bytes: 64 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(25),
+            heartbeat_timeout: Duration::from_secs(20),
+            idle_timeout: None,
+            write_timeout: Duration::from_secs(30),
+            max_queue_bytes: 1 << 20,
+            max_connections: 16_384,
+            max_connections_per_ip: None,
+            max_messages_per_second: Some(1000),
+            shutdown_grace: Duration::from_secs(5),
+            writer_threads: 2,
+            thread_stack_bytes: 128 * 1024,
+            trace_frames: false,
+            log_format: log::Format::Human,
+            log_level: Level::Info,
+        }
+    }
+}
+
+/// What can go wrong in the server layer. Each variant that ends a connection maps to
+/// the close code it is answered with.
+#[derive(Debug)]
+pub enum Error {
+    /// The socket failed or timed out.
+    Io(io::Error),
+    /// The peer broke RFC 6455; closed with [`protocol::Error::close_code`].
+    Protocol(protocol::Error),
+    /// The connection is closing or closed; nothing more is sent.
+    Closed,
+    /// The send queue went over [`Config::max_queue_bytes`]; closed with 1008.
+    QueueOverflow,
+    /// The peer sent more than [`Config::max_messages_per_second`]; closed with 1008.
+    RateLimited,
+    /// No answer to a ping within [`Config::heartbeat_timeout`].
+    HeartbeatTimeout,
+    /// No message within [`Config::idle_timeout`].
+    IdleTimeout,
+}
+
+impl Error {
+    /// The close code this error is answered with, if the connection is still there
+    /// to receive one.
+    pub fn close_code(&self) -> Option<u16> {
+        match self {
+            Error::Io(_) | Error::Closed => None,
+            Error::Protocol(e) => e.close_code().or(Some(close::PROTOCOL_ERROR)),
+            Error::QueueOverflow | Error::RateLimited => Some(close::POLICY_VIOLATION),
+            Error::HeartbeatTimeout => Some(CLOSE_HEARTBEAT_TIMEOUT),
+            Error::IdleTimeout => Some(CLOSE_IDLE_TIMEOUT),
+        }
+    }
+
+    /// The close reason sent with [`Error::close_code`].
+    pub fn close_reason(&self) -> &'static str {
+        match self {
+            Error::Io(_) | Error::Closed => "",
+            Error::Protocol(e) => e.reason(),
+            Error::QueueOverflow => "send queue overflow",
+            Error::RateLimited => "message rate exceeded",
+            Error::HeartbeatTimeout => "heartbeat timeout",
+            Error::IdleTimeout => "idle timeout",
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "i/o: {e}"),
+            Error::Protocol(e) => write!(f, "protocol: {e}"),
+            Error::Closed => f.write_str("connection closed"),
+            other => f.write_str(other.close_reason()),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// An answer that refuses an upgrade request before the 101: an HTTP status and a
+/// short body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reject {
+    /// The HTTP status, such as 401 or 403.
+    pub status: u16,
+    /// A short text saying why.
+    pub body: String,
+}
+
+/// What the server does with connections and their messages. Every method but
+/// `on_message` has a default that does nothing.
+///
+/// Methods of one connection are called on its reader thread, in order: `on_open`,
+/// then `on_message` for each message, then `on_close`. Different connections run in
+/// parallel.
+pub trait Handler: Send + Sync + 'static {
+    /// Decides on an upgrade request that is valid WebSocket: accept it, choosing a
+    /// subprotocol among those offered (or none), or refuse it with an HTTP status.
+    fn on_upgrade(
+        &self,
+        _request: &Request,
+        _offer: &Offer,
+        _peer: SocketAddr,
+    ) -> Result<Option<String>, Reject> {
+        Ok(None)
+    }
+
+    /// A WebSocket connection is open.
+    fn on_open(&self, _server: &Server, _conn: &Arc<Conn>) {}
+
+    /// A text or binary message arrived.
+    fn on_message(&self, server: &Server, conn: &Arc<Conn>, message: Message);
+
+    /// The connection is over; `code` is the close code we sent or received, 1006 if
+    /// TCP ended without one (RFC 6455 7.1.5).
+    fn on_close(&self, _server: &Server, _conn: &Arc<Conn>, _code: u16) {}
+
+    /// The server is shutting down: the last chance to send something to every
+    /// connection before each is closed with 1001.
+    fn on_shutdown(&self, _server: &Server) {}
+}
+
+/// State shared by every thread of one server.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) metrics: Metrics,
+    pub(crate) log: Logger,
+    registry: RwLock<HashMap<u64, Arc<Conn>>>,
+    writers: Vec<Arc<writer::Writer>>,
+    handler: Box<dyn Handler>,
+    /// TCP connections being served (handshaking, WebSocket or HTTP).
+    active: Mutex<usize>,
+    drained: Condvar,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    next_id: AtomicU64,
+    shutting_down: AtomicBool,
+    local_addr: Mutex<Option<SocketAddr>>,
+    /// Threads started and not yet ended (readers, writers, the rejecter), for tests
+    /// and metrics.
+    threads: AtomicUsize,
+}
+
+impl Shared {
+    pub(crate) fn conn(&self, id: u64) -> Option<Arc<Conn>> {
+        self.registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    fn writer_for(&self, id: u64) -> &writer::Writer {
+        &self.writers[(id as usize) % self.writers.len()]
+    }
+}
+
+/// A handle on a running server: what handlers use to reach other connections. Cheap
+/// to clone.
+#[derive(Clone)]
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("connections", &self.connection_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server with `config` whose connections are handled by `handler`. Nothing
+    /// runs until [`Server::run`].
+    pub fn new(config: Config, handler: impl Handler) -> io::Result<Server> {
+        let writers = (0..config.writer_threads.max(1))
+            .map(|_| writer::Writer::new().map(Arc::new))
+            .collect::<io::Result<Vec<_>>>()?;
+        let log = Logger::new(config.log_format, config.log_level);
+        Ok(Server {
+            shared: Arc::new(Shared {
+                config,
+                metrics: Metrics::default(),
+                log,
+                registry: RwLock::new(HashMap::new()),
+                writers,
+                handler: Box::new(handler),
+                active: Mutex::new(0),
+                drained: Condvar::new(),
+                per_ip: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+                shutting_down: AtomicBool::new(false),
+                local_addr: Mutex::new(None),
+                threads: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// The counters behind `GET /metrics`.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// The logger: handlers log through it so that their lines look like the rest.
+    pub fn logger(&self) -> &Logger {
+        &self.shared.log
+    }
+
+    /// The open WebSocket connection with this id.
+    pub fn connection(&self, id: u64) -> Option<Arc<Conn>> {
+        self.shared.conn(id)
+    }
+
+    /// Every open WebSocket connection, in no particular order.
+    pub fn connections(&self) -> Vec<Arc<Conn>> {
+        self.shared
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// How many WebSocket connections are open.
+    pub fn connection_count(&self) -> usize {
+        self.shared
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Queues `frame` to every open connection; the frame's bytes are shared, not
+    /// copied. Returns how many connections took it (a connection that is closing, or
+    /// whose queue overflows, does not).
+    pub fn broadcast(&self, frame: &Frame) -> usize {
+        let registry = self
+            .shared
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        registry
+            .values()
+            .filter(|c| c.send_frame(frame).is_ok())
+            .count()
+    }
+
+    /// Starts a graceful shutdown: stops accepting, lets the handler say goodbye
+    /// ([`Handler::on_shutdown`]), then closes every connection with 1001. [`Server::run`]
+    /// returns once every connection is gone or `shutdown_grace` has passed.
+    pub fn shutdown(&self) {
+        let shared = &self.shared;
+        if shared.shutting_down.swap(true, SeqCst) {
+            return;
+        }
+        shared.log.log(
+            Level::Info,
+            None,
+            "shutting down",
+            &[("connections", &self.connection_count())],
+        );
+        // Wake the accept loop with a connection of our own.
+        let addr = *shared.local_addr.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(addr) = addr {
+            let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+        }
+        shared.handler.on_shutdown(self);
+        for conn in self.connections() {
+            conn.close(close::GOING_AWAY, "server shutting down");
+        }
+    }
+
+    /// Whether [`Server::shutdown`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.shutting_down.load(SeqCst)
+    }
+
+    /// Threads this server runs now: readers, writers and the rejecter (not the one
+    /// in [`Server::run`]).
+    pub fn thread_count(&self) -> usize {
+        self.shared.threads.load(SeqCst)
+    }
+
+    /// Calls [`Server::shutdown`] on SIGINT or SIGTERM. Once per process.
+    pub fn shutdown_on_signals(&self) -> io::Result<()> {
+        let mut pipe = sys::on_shutdown_signals()?;
+        let server = self.clone();
+        thread::Builder::new()
+            .name("signals".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let mut byte = [0u8; 1];
+                if pipe.read_exact(&mut byte).is_ok() {
+                    let name = if byte[0] == 15 { "SIGTERM" } else { "SIGINT" };
+                    server
+                        .logger()
+                        .log(Level::Info, None, "signal received", &[("signal", &name)]);
+                    server.shutdown();
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Accepts connections on `listener` until [`Server::shutdown`], then waits up to
+    /// `shutdown_grace` for the connections to close, stops the writers and returns.
+    pub fn run(&self, listener: TcpListener) -> io::Result<()> {
+        let shared = &self.shared;
+        *shared.local_addr.lock().unwrap_or_else(|p| p.into_inner()) = listener.local_addr().ok();
+        match sys::raise_open_file_limit() {
+            Ok(limit) if (limit as usize) < shared.config.max_connections + 64 => shared.log.log(
+                Level::Warn,
+                None,
+                "open file limit is below max_connections",
+                &[
+                    ("limit", &limit),
+                    ("max_connections", &shared.config.max_connections),
+                ],
+            ),
+            Ok(_) => {}
+            Err(e) => shared.log.log(
+                Level::Warn,
+                None,
+                "cannot raise the open file limit",
+                &[("error", &e)],
+            ),
+        }
+        for i in 0..shared.writers.len() {
+            let weak = Arc::downgrade(shared);
+            self.spawn(format!("writer-{i}"), 64 * 1024, move || {
+                writer::run(i, weak)
+            })?;
+        }
+        let rejecter = self.start_rejecter()?;
+        while !self.is_shutting_down() {
+            let (stream, peer) = match listener.accept() {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of descriptors or the like: say so and back off a little
+                    // rather than spin on a failing accept.
+                    shared
+                        .log
+                        .log(Level::Error, None, "accept failed", &[("error", &e)]);
+                    thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            };
+            if self.is_shutting_down() {
+                break;
+            }
+            self.admit(stream, peer, &rejecter);
+        }
+        drop(listener);
+        drop(rejecter);
+        self.wait_drained();
+        for w in &shared.writers {
+            w.stop();
+        }
+        Ok(())
+    }
+
+    /// Counts the connection in, or turns it away with 503 or 429.
+    fn admit(&self, stream: TcpStream, peer: SocketAddr, rejecter: &SyncSender<(TcpStream, u16)>) {
+        let shared = &self.shared;
+        let config = &shared.config;
+        let refuse = |reason: &'static str, status: u16, stream: TcpStream| {
+            shared.metrics.rejected(reason);
+            shared.log.log(
+                Level::Warn,
+                None,
+                "connection refused",
+                &[("peer", &peer), ("reason", &reason)],
+            );
+            if let Err(TrySendError::Full((stream, _))) = rejecter.try_send((stream, status)) {
+                // The rejecter is busy with slow clients: these get no answer at all.
+                shared.metrics.rejected("rejecter_busy");
+                drop(stream);
+            }
+        };
+        {
+            let mut active = shared.active.lock().unwrap_or_else(|p| p.into_inner());
+            if *active >= config.max_connections {
+                drop(active);
+                return refuse("max_connections", 503, stream);
+            }
+            if let Some(max) = config.max_connections_per_ip {
+                let mut per_ip = shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+                let n = per_ip.entry(peer.ip()).or_insert(0);
+                if *n >= max {
+                    drop(per_ip);
+                    drop(active);
+                    return refuse("max_connections_per_ip", 429, stream);
+                }
+                *n += 1;
+            }
+            *active += 1;
+        }
+        let guard = Admitted {
+            shared: shared.clone(),
+            ip: peer.ip(),
+        };
+        let id = shared.next_id.fetch_add(1, SeqCst);
+        let server = self.clone();
+        let spawned = self.spawn(format!("conn-{id}"), config.thread_stack_bytes, move || {
+            let _guard = guard;
+            serve_connection(&server, stream, peer, id);
+        });
+        if let Err(e) = spawned {
+            // The guard went down with the closure: the counts are back.
+            shared.log.log(
+                Level::Error,
+                Some(id),
+                "no thread for connection",
+                &[("error", &e)],
+            );
+            shared.metrics.rejected("no_thread");
+        }
+    }
+
+    fn spawn(
+        &self,
+        name: String,
+        stack: usize,
+        f: impl FnOnce() + Send + 'static,
+    ) -> io::Result<thread::JoinHandle<()>> {
+        let shared = self.shared.clone();
+        shared.threads.fetch_add(1, SeqCst);
+        let counted = shared.clone();
+        let result = thread::Builder::new()
+            .name(name)
+            .stack_size(stack)
+            .spawn(move || {
+                struct Done(Arc<Shared>);
+                impl Drop for Done {
+                    fn drop(&mut self) {
+                        self.0.threads.fetch_sub(1, SeqCst);
+                    }
+                }
+                let _done = Done(counted);
+                f()
+            });
+        if result.is_err() {
+            shared.threads.fetch_sub(1, SeqCst);
+        }
+        result
+    }
+
+    /// A thread that answers turned-away connections: the status line, then a
+    /// lingering close so that the answer is read rather than reset.
+    fn start_rejecter(&self) -> io::Result<SyncSender<(TcpStream, u16)>> {
+        let (tx, rx) = mpsc::sync_channel::<(TcpStream, u16)>(256);
+        let linger = self
+            .shared
+            .config
+            .ws
+            .close_timeout
+            .min(Duration::from_secs(1));
+        self.spawn("rejecter".into(), 64 * 1024, move || {
+            for (mut stream, status) in rx {
+                let _ = stream.set_write_timeout(Some(linger));
+                let body = match status {
+                    503 => "too many connections",
+                    _ => "too many connections from this address",
+                };
+                let _ = stream.write_all(&http::response(
+                    status,
+                    "text/plain",
+                    &[("Retry-After", "5")],
+                    body.as_bytes(),
+                ));
+                socket::linger_close(&stream, linger);
+            }
+        })?;
+        Ok(tx)
+    }
+
+    fn wait_drained(&self) {
+        let shared = &self.shared;
+        let deadline = Instant::now() + shared.config.shutdown_grace;
+        let mut active = shared.active.lock().unwrap_or_else(|p| p.into_inner());
+        while *active > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                shared.log.log(
+                    Level::Warn,
+                    None,
+                    "grace period over",
+                    &[("connections_left", &*active)],
+                );
+                break;
+            }
+            active = shared
+                .drained
+                .wait_timeout(active, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+/// A connection counted in `active` and `per_ip`; dropping it counts it out.
+struct Admitted {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if self.shared.config.max_connections_per_ip.is_some() {
+            let mut per_ip = self.shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = per_ip.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    per_ip.remove(&self.ip);
+                }
+            }
+        }
+        let mut active = self.shared.active.lock().unwrap_or_else(|p| p.into_inner());
+        *active -= 1;
+        if *active == 0 {
+            self.shared.drained.notify_all();
+        }
+    }
+}
+
+/// A short name for a handshake failure, for the metric's label.
+fn failure_label(e: &socket::Error) -> &'static str {
+    match e {
+        socket::Error::Io(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ) =>
+        {
+            "timeout"
+        }
+        socket::Error::Io(_) | socket::Error::Closed => "io",
+        socket::Error::Protocol(p) => match p.http_status() {
+            Some(405) => "method_not_allowed",
+            Some(426) => "bad_version",
+            Some(431) => "head_too_large",
+            Some(505) => "http_version",
+            _ => "bad_request",
+        },
+    }
+}
+
+/// One TCP connection, on its own thread: the request, then HTTP or WebSocket.
+fn serve_connection(server: &Server, stream: TcpStream, peer: SocketAddr, id: u64) {
+    let shared = &server.shared;
+    let config = &shared.config;
+    // Small frames go out at once: latency matters more than packet count here.
+    let _ = stream.set_nodelay(true);
+    let read = socket::read_request(
+        &mut DeadlineStream::new(&stream, config.handshake_timeout),
+        config.ws.head_limits,
+    );
+    let (request, leftover) = match read {
+        Ok(x) => x,
+        Err(e) => {
+            let label = failure_label(&e);
+            shared.metrics.handshake_failed(label);
+            if !(label == "io"
+                && matches!(&e, socket::Error::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof))
+            {
+                shared.log.log(
+                    Level::Debug,
+                    Some(id),
+                    "handshake failed",
+                    &[("peer", &peer), ("error", &e)],
+                );
+            }
+            socket::linger_close(&stream, config.ws.close_timeout);
+            return;
+        }
+    };
+    let _ = stream.set_read_timeout(None);
+    if !request.headers.has_token("connection", "upgrade")
+        && request.headers.one("upgrade").is_none()
+    {
+        http::serve(server, &stream, &request);
+        socket::linger_close(&stream, config.ws.close_timeout);
+        return;
+    }
+    let offer = match handshake::validate_request(&request) {
+        Ok(offer) => offer,
+        Err(e) => {
+            shared
+                .metrics
+                .handshake_failed(failure_label(&socket::Error::Protocol(e.clone())));
+            shared.log.log(
+                Level::Debug,
+                Some(id),
+                "handshake refused",
+                &[("peer", &peer), ("error", &e)],
+            );
+            let _ = (&stream).write_all(&handshake::encode_reject(&e));
+            socket::linger_close(&stream, config.ws.close_timeout);
+            return;
+        }
+    };
+    let protocol = match shared.handler.on_upgrade(&request, &offer, peer) {
+        // A subprotocol the client did not offer would make it fail the connection (4.1).
+        Ok(p) => p.filter(|p| offer.protocols.contains(p)),
+        Err(reject) => {
+            shared.metrics.handshake_failed("refused_by_handler");
+            shared.log.log(
+                Level::Debug,
+                Some(id),
+                "upgrade refused",
+                &[("peer", &peer), ("status", &reject.status)],
+            );
+            let _ = (&stream).write_all(&handshake::encode_error(reject.status, &reject.body));
+            socket::linger_close(&stream, config.ws.close_timeout);
+            return;
+        }
+    };
+    let accept = handshake::encode_accept(&offer, protocol.as_deref(), &[]);
+    let _ = stream.set_write_timeout(Some(config.write_timeout));
+    if let Err(e) = (&stream).write_all(&accept) {
+        shared.metrics.handshake_failed("io");
+        shared.log.log(
+            Level::Debug,
+            Some(id),
+            "handshake failed",
+            &[("peer", &peer), ("error", &e)],
+        );
+        return;
+    }
+    let handshake = Handshake {
+        request,
+        time: SystemTime::now(),
+        protocol,
+    };
+    let conn = Arc::new(Conn::new(id, peer, handshake, stream, shared.clone()));
+    conn::set_reader_of(id);
+    shared
+        .registry
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id, conn.clone());
+    inc(&shared.metrics.connections);
+    inc(&shared.metrics.connections_total);
+    shared.log.log(
+        Level::Debug,
+        Some(id),
+        "open",
+        &[
+            ("peer", &peer),
+            ("target", &conn.handshake().request.target),
+        ],
+    );
+    if server.is_shutting_down() {
+        // The shutdown's sweep may have missed it: close it like the others.
+        conn.close(close::GOING_AWAY, "server shutting down");
+    }
+    shared.handler.on_open(server, &conn);
+    let end = read_loop(server, &conn, leftover);
+    end_connection(server, &conn, end);
+    conn::set_reader_of(0);
+}
+
+/// Why a connection's read loop ended.
+#[derive(Debug)]
+enum End {
+    /// The peer sent a close frame (its code, if any).
+    PeerClosed(Option<u16>),
+    /// TCP ended without a close frame, or failed.
+    Gone(Option<io::Error>),
+    /// A rule was broken or a limit reached: answered with the error's close code.
+    Failed(Error),
+}
+
+/// A token bucket: `rate` messages per second on average, at most `rate` at once.
+struct RateLimit {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    fn new(rate: u32) -> Self {
+        RateLimit {
+            rate: f64::from(rate),
+            tokens: f64::from(rate),
+            last: Instant::now(),
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.last = now;
+        self.tokens = (self.tokens + refill).min(self.rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Reads, decodes and dispatches until the connection ends.
+///
+/// Heartbeats ride on the read timeout: after `ping_interval` without a byte from the
+/// peer we ping and wait `heartbeat_timeout` for anything at all.
+fn read_loop(server: &Server, conn: &Arc<Conn>, leftover: Vec<u8>) -> End {
+    let shared = &server.shared;
+    let config = &shared.config;
+    let stream = &conn.stream;
+    let initial = config.ws.read_buffer_bytes.max(leftover.len()).max(1024);
+    let mut buf = vec![0u8; initial];
+    buf[..leftover.len()].copy_from_slice(&leftover);
+    let (mut pos, mut len) = (0, leftover.len());
+    let mut decoder = Decoder::new(Role::Server, config.ws.limits);
+    decoder.set_tracing(config.trace_frames);
+    let mut rate = config.max_messages_per_second.map(RateLimit::new);
+    let mut beat = Heartbeat::new(config);
+    if let Err(e) = stream.set_read_timeout(Some(beat.timeout)) {
+        return End::Gone(Some(e));
+    }
+    loop {
+        while pos < len {
+            let decoded = decoder.decode(&buf[pos..len]);
+            if config.trace_frames {
+                for t in decoder.take_traces() {
+                    let line = describe_frame(Direction::In, &t);
+                    let _ = writeln!(io::stdout().lock(), "[conn {}] {line}", conn.id());
+                }
+            }
+            let (n, event) = match decoded {
+                Ok(x) => x,
+                Err(e) => return End::Failed(Error::Protocol(e)),
+            };
+            pos += n;
+            let message = match event {
+                None => continue,
+                Some(Event::Text(t)) => Message::Text(t),
+                Some(Event::Binary(b)) => Message::Binary(b),
+                Some(Event::Ping(payload)) => {
+                    // 5.5.2: answered with a pong carrying the same payload. Sent
+                    // with the other answers before the next blocking read.
+                    let _ = conn.send_control(OpCode::Pong, &payload);
+                    continue;
+                }
+                Some(Event::Pong(_)) => continue,
+                Some(Event::Close(frame)) => return End::PeerClosed(frame.map(|f| f.code)),
+            };
+            inc(&shared.metrics.messages_in);
+            if !conn.is_open() {
+                // We are closing: 5.5.1 lets data still arrive; nobody handles it.
+                continue;
+            }
+            if let Some(rate) = rate.as_mut() {
+                if !rate.allow() {
+                    return End::Failed(Error::RateLimited);
+                }
+            }
+            beat.last_message = Instant::now();
+            shared.handler.on_message(server, conn, message);
+        }
+        if let Err(e) = conn.flush_from_reader() {
+            return End::Gone(match e {
+                Error::Io(e) => Some(e),
+                _ => None,
+            });
+        }
+        // A read that filled the buffer says more is coming: read more at once.
+        if len == buf.len() && buf.len() < config.max_read_buffer_bytes {
+            buf = vec![0u8; (buf.len() * 2).min(config.max_read_buffer_bytes)];
+        }
+        pos = 0;
+        len = 0;
+        let read = (&conn.stream).read(&mut buf);
+        let timed_out = match read {
+            Ok(0) => return End::Gone(None),
+            Ok(n) => {
+                len = n;
+                add(&shared.metrics.bytes_in, n as u64);
+                beat.heard();
+                false
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                true
+            }
+            Err(e) => return End::Gone(Some(e)),
+        };
+        if timed_out {
+            match beat.tick() {
+                Tick::Wait => {}
+                Tick::Ping => {
+                    let _ = conn.send_control(OpCode::Ping, b"");
+                }
+                Tick::Fail(e) => return End::Failed(e),
+            }
+            // Quiet: give back a buffer that grew under load.
+            if buf.len() > initial {
+                buf = vec![0u8; initial];
+            }
+        }
+        if let Some(timeout) = beat.new_timeout(timed_out) {
+            if let Err(e) = stream.set_read_timeout(Some(timeout)) {
+                return End::Gone(Some(e));
+            }
+        }
+    }
+}
+
+/// What a read timeout calls for.
+#[derive(Debug)]
+enum Tick {
+    /// Nothing yet: the timeout fired early, for another deadline.
+    Wait,
+    /// Send a ping.
+    Ping,
+    /// Close the connection.
+    Fail(Error),
+}
+
+/// The heartbeat and idle clocks of one connection, kept on its read timeout
+/// (`SO_RCVTIMEO` counts the silence of one blocking read).
+///
+/// After `ping_interval` without a byte from the peer we ping; if nothing at all comes
+/// within `heartbeat_timeout` after it, the peer is gone. Independently, no text or
+/// binary message for `idle_timeout` ends the connection. The socket option is set only
+/// when the wanted timeout drops below the one in force, or after a timeout fired, so
+/// a busy connection makes no extra system call.
+struct Heartbeat {
+    ping_interval: Duration,
+    heartbeat_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    last_heard: Instant,
+    last_message: Instant,
+    pinged: Option<Instant>,
+    /// The read timeout in force.
+    timeout: Duration,
+}
+
+impl Heartbeat {
+    fn new(config: &Config) -> Self {
+        let now = Instant::now();
+        let mut beat = Heartbeat {
+            ping_interval: config.ping_interval,
+            heartbeat_timeout: config.heartbeat_timeout,
+            idle_timeout: config.idle_timeout,
+            last_heard: now,
+            last_message: now,
+            pinged: None,
+            timeout: config.ping_interval,
+        };
+        beat.timeout = beat.wanted(now);
+        beat
+    }
+
+    /// Bytes arrived.
+    fn heard(&mut self) {
+        self.last_heard = Instant::now();
+        self.pinged = None;
+    }
+
+    /// The read timed out: decide what is due.
+    fn tick(&mut self) -> Tick {
+        let now = Instant::now();
+        if let Some(at) = self.pinged {
+            if now.duration_since(at) >= self.heartbeat_timeout {
+                return Tick::Fail(Error::HeartbeatTimeout);
+            }
+        }
+        if let Some(idle) = self.idle_timeout {
+            if now.duration_since(self.last_message) >= idle {
+                return Tick::Fail(Error::IdleTimeout);
+            }
+        }
+        if self.pinged.is_none() && now.duration_since(self.last_heard) >= self.ping_interval {
+            self.pinged = Some(now);
+            return Tick::Ping;
+        }
+        Tick::Wait
+    }
+
+    /// The silence after which the next read should time out.
+    fn wanted(&self, now: Instant) -> Duration {
+        let mut t = match self.pinged {
+            Some(at) => self
+                .heartbeat_timeout
+                .saturating_sub(now.duration_since(at)),
+            None => self.ping_interval,
+        };
+        if let Some(idle) = self.idle_timeout {
+            t = t.min(idle.saturating_sub(now.duration_since(self.last_message)));
+        }
+        // A zero timeout would mean "block for ever" to the socket.
+        t.max(Duration::from_millis(1))
+    }
+
+    /// The timeout to set before the next read, if it must change.
+    fn new_timeout(&mut self, fired: bool) -> Option<Duration> {
+        let wanted = self.wanted(Instant::now());
+        if fired || wanted < self.timeout {
+            self.timeout = wanted;
+            return Some(wanted);
+        }
+        None
+    }
+}
+
+/// Closes the connection the way `end` calls for, tells the handler, and ends TCP.
+fn end_connection(server: &Server, conn: &Arc<Conn>, end: End) {
+    let shared = &server.shared;
+    let config = &shared.config;
+    let (code, reason) = match &end {
+        End::PeerClosed(code) => (*code, ""),
+        End::Failed(e) => (e.close_code(), e.close_reason()),
+        End::Gone(_) => (None, ""),
+    };
+    // The code counted: the one we sent if we closed first, else the peer's.
+    let sent_first = conn.lock().close_sent;
+    match &end {
+        // 5.5.1: answer the peer's close, echoing its code.
+        End::PeerClosed(_) => conn.close_from_reader(code, ""),
+        End::Failed(_) => conn.close_from_reader(code, reason),
+        End::Gone(_) => {}
+    }
+    let close_code = match (&end, sent_first) {
+        (_, Some(sent)) => sent,
+        (End::PeerClosed(Some(code)), None) => *code,
+        (End::PeerClosed(None), None) => close::NO_STATUS,
+        (End::Failed(e), None) => e.close_code().unwrap_or(close::ABNORMAL),
+        (End::Gone(_), None) => close::ABNORMAL,
+    };
+    // Out of the registry first, so that broadcasts stop queuing to it.
+    shared
+        .registry
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&conn.id());
+    let level = match &end {
+        End::Failed(Error::Protocol(_) | Error::RateLimited) => Level::Warn,
+        _ => Level::Debug,
+    };
+    let detail = match &end {
+        End::Failed(e) => e.to_string(),
+        End::Gone(Some(e)) => e.to_string(),
+        End::Gone(None) => "peer closed TCP".into(),
+        End::PeerClosed(_) => "peer closed".into(),
+    };
+    shared.log.log(
+        level,
+        Some(conn.id()),
+        "closed",
+        &[("code", &close_code), ("why", &detail)],
+    );
+    shared.metrics.closed_with(close_code);
+    shared.metrics.connections.fetch_sub(1, SeqCst);
+    shared.handler.on_close(server, conn, close_code);
+    // The close frame gets out, then a lingering close ends TCP (7.1.1: the server
+    // closes TCP first).
+    let deadline = Instant::now() + config.ws.close_timeout;
+    let flushed = conn.flush_until(deadline);
+    conn.finish();
+    match end {
+        End::Gone(_) => {
+            let _ = conn.stream.shutdown(Shutdown::Both);
+        }
+        _ if flushed.is_err() => {
+            let _ = conn.stream.shutdown(Shutdown::Both);
+        }
+        _ => socket::linger_close(
+            &conn.stream,
+            deadline.saturating_duration_since(Instant::now()),
+        ),
+    }
+}

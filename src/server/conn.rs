@@ -1,0 +1,718 @@
+//! One connection as the rest of the server sees it: an id, the handshake it came
+//! with, and a bounded send queue that any thread may add to.
+//!
+//! # Who writes
+//!
+//! Frames are appended to the queue under its mutex; whoever holds the mutex may send
+//! from the front of it, always without blocking (`MSG_DONTWAIT`), so order is kept
+//! and nobody ever waits on a peer:
+//! - the connection's own reader thread sends its answers (echoes, pongs, replies of
+//!   its handlers) just before it blocks in `read`, so the answers to everything one
+//!   read returned leave in one system call;
+//! - frames from other threads (a broadcast, a reply to another connection) are handed
+//!   to a writer thread ([`super::writer`]), which sends them once the socket has room;
+//! - when the socket is full, what is left waits for the writer to see room (`poll`).
+//!
+//! The queue is bounded in bytes ([`super::Config::max_queue_bytes`]). A frame from
+//! another thread that would take it over the bound closes the connection with 1008:
+//! that peer is not reading, and its queue must not grow without end. The reader's own
+//! answers are never refused; when they pass the bound the reader waits for the peer to
+//! read (backpressure on the one client that causes it).
+
+use super::metrics::{add, inc};
+use super::{Error, Shared};
+use crate::protocol::close;
+use crate::protocol::frame::{FrameHeader, OpCode, MAX_HEADER_BYTES};
+use crate::protocol::handshake::Request;
+use crate::protocol::message::{FrameTrace, TRACE_PREVIEW_BYTES};
+use crate::socket::{describe_frame, Direction};
+use crate::sys;
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write as _};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Payloads up to this size are copied next to their header into one buffer; larger
+/// ones are queued as they are and sent with their header in one `writev`.
+const COPY_PAYLOAD_BYTES: usize = 4 * 1024;
+/// A run of small frames is coalesced into one buffer up to this size.
+const COALESCE_BYTES: usize = 64 * 1024;
+/// At most this many buffers go into one `sendmsg`.
+const MAX_IOVECS: usize = 64;
+/// The reader sends what its handlers queued once this much is waiting, without
+/// waiting for its next blocking read.
+const READER_FLUSH_BYTES: usize = 64 * 1024;
+
+thread_local! {
+    /// The connection whose reader thread this is (0: none). Sends to it from this
+    /// thread are left for the reader's flush instead of the writer thread.
+    static READER_OF: Cell<u64> = const { Cell::new(0) };
+}
+
+pub(super) fn set_reader_of(id: u64) {
+    READER_OF.with(|c| c.set(id));
+}
+
+/// A message as received: text (valid UTF-8) or binary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// A text message.
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+}
+
+/// A server frame encoded once, to be queued to any number of connections without
+/// copying (server frames are unmasked, RFC 6455 5.1, so the same bytes fit every
+/// connection).
+#[derive(Clone, Debug)]
+pub struct Frame {
+    bytes: Arc<[u8]>,
+}
+
+impl Frame {
+    /// A text message in one frame.
+    pub fn text(text: &str) -> Frame {
+        Frame::encode(OpCode::Text, text.as_bytes())
+    }
+
+    /// A binary message in one frame.
+    pub fn binary(data: &[u8]) -> Frame {
+        Frame::encode(OpCode::Binary, data)
+    }
+
+    fn encode(opcode: OpCode, payload: &[u8]) -> Frame {
+        let mut bytes = Vec::with_capacity(MAX_HEADER_BYTES + payload.len());
+        crate::protocol::frame::encode_frame(&mut bytes, true, opcode, None, payload);
+        Frame {
+            bytes: bytes.into(),
+        }
+    }
+
+    /// The encoded frame, header and payload.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// What the peer sent to open the connection, kept for handlers and the admin listener.
+#[derive(Clone, Debug)]
+pub struct Handshake {
+    /// The request head: method, target (path and query), headers.
+    pub request: Request,
+    /// When the 101 was sent.
+    pub time: SystemTime,
+    /// The subprotocol selected, if any.
+    pub protocol: Option<String>,
+}
+
+#[derive(Debug)]
+enum Chunk {
+    /// Small frames, coalesced; more may be appended.
+    Frames(Vec<u8>),
+    /// The payload of one large message, sent from the buffer it arrived in.
+    Payload(Vec<u8>),
+    /// A frame encoded once for many connections.
+    Shared(Arc<[u8]>),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Frames(v) | Chunk::Payload(v) => v,
+            Chunk::Shared(b) => b,
+        }
+    }
+}
+
+/// Where the connection's sending side stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Data frames are accepted.
+    Open,
+    /// A close frame is queued or sent; nothing more is accepted.
+    Closing,
+    /// Nothing more is written: the connection is over or its socket failed.
+    Done,
+}
+
+#[derive(Debug)]
+pub(super) struct Outbound {
+    chunks: VecDeque<Chunk>,
+    /// Bytes of the front chunk already sent.
+    front_sent: usize,
+    /// Bytes queued and not yet sent.
+    queued: usize,
+    pub(super) phase: Phase,
+    /// The close code we sent, once one is queued.
+    pub(super) close_sent: Option<u16>,
+    /// A close started by this server must be answered by then, or TCP is dropped.
+    pub(super) close_deadline: Option<Instant>,
+    /// The connection sits in its writer thread's set.
+    pub(super) scheduled: bool,
+    /// Since when the socket has been full with bytes still queued.
+    pub(super) blocked_since: Option<Instant>,
+}
+
+/// What one attempt to send the queue achieved.
+#[derive(Debug)]
+pub(super) enum Drained {
+    /// Everything queued is sent.
+    Empty,
+    /// The socket is full; bytes remain.
+    Blocked,
+    /// The socket failed; the connection is over.
+    Failed(io::Error),
+}
+
+impl Outbound {
+    fn new() -> Self {
+        Outbound {
+            chunks: VecDeque::new(),
+            front_sent: 0,
+            queued: 0,
+            phase: Phase::Open,
+            close_sent: None,
+            close_deadline: None,
+            scheduled: false,
+            blocked_since: None,
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.queued == 0
+    }
+
+    /// Appends a small frame, coalescing it with the last buffer when that one has room.
+    fn push_small(&mut self, header: &FrameHeader, payload: &[u8]) {
+        let len = header.encoded_len() + payload.len();
+        let reuse = match self.chunks.back() {
+            Some(Chunk::Frames(v)) => v.len() + len <= COALESCE_BYTES,
+            _ => false,
+        };
+        if !reuse {
+            self.chunks
+                .push_back(Chunk::Frames(Vec::with_capacity(len.max(256))));
+        }
+        if let Some(Chunk::Frames(v)) = self.chunks.back_mut() {
+            header.encode(v);
+            v.extend_from_slice(payload);
+        }
+        self.queued += len;
+    }
+
+    fn push_frame(&mut self, header: &FrameHeader, payload: Vec<u8>) {
+        if payload.len() <= COPY_PAYLOAD_BYTES {
+            self.push_small(header, &payload);
+            return;
+        }
+        self.push_small(header, &[]);
+        self.queued += payload.len();
+        self.chunks.push_back(Chunk::Payload(payload));
+    }
+
+    fn push_shared(&mut self, bytes: &Arc<[u8]>) {
+        self.queued += bytes.len();
+        self.chunks.push_back(Chunk::Shared(bytes.clone()));
+    }
+
+    /// Sends from the front of the queue without blocking, until it is empty or the
+    /// socket is full. Returns what happened and how many bytes went out.
+    pub(super) fn drain(&mut self, socket: &TcpStream) -> (Drained, usize) {
+        let mut total = 0;
+        while !self.chunks.is_empty() {
+            let mut iov: [IoSlice<'_>; MAX_IOVECS] = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut count = 0;
+            for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
+                let bytes = chunk.bytes();
+                iov[i] = IoSlice::new(if i == 0 {
+                    &bytes[self.front_sent..]
+                } else {
+                    bytes
+                });
+                count += 1;
+            }
+            match sys::send_nonblocking(socket, &iov[..count]) {
+                Ok(n) => {
+                    total += n;
+                    self.consume(n);
+                    self.blocked_since = None;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.blocked_since.get_or_insert_with(Instant::now);
+                    return (Drained::Blocked, total);
+                }
+                Err(e) => {
+                    self.chunks.clear();
+                    self.queued = 0;
+                    self.front_sent = 0;
+                    return (Drained::Failed(e), total);
+                }
+            }
+        }
+        (Drained::Empty, total)
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        self.queued -= n;
+        while n > 0 {
+            let Some(front) = self.chunks.front() else {
+                break;
+            };
+            let left = front.bytes().len() - self.front_sent;
+            if n < left {
+                self.front_sent += n;
+                return;
+            }
+            n -= left;
+            self.front_sent = 0;
+            self.chunks.pop_front();
+        }
+    }
+}
+
+/// A connection: its identity, its handshake, and its send queue. Shared by its reader
+/// thread, its writer thread, and any handler that sends to it.
+pub struct Conn {
+    id: u64,
+    peer: SocketAddr,
+    handshake: Handshake,
+    pub(super) stream: TcpStream,
+    out: Mutex<Outbound>,
+    pub(super) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("id", &self.id)
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Conn {
+    pub(super) fn new(
+        id: u64,
+        peer: SocketAddr,
+        handshake: Handshake,
+        stream: TcpStream,
+        shared: Arc<Shared>,
+    ) -> Conn {
+        Conn {
+            id,
+            peer,
+            handshake,
+            stream,
+            out: Mutex::new(Outbound::new()),
+            shared,
+        }
+    }
+
+    /// The connection's id, unique in this process.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The peer's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The opening handshake.
+    pub fn handshake(&self) -> &Handshake {
+        &self.handshake
+    }
+
+    /// Whether data frames are still accepted.
+    pub fn is_open(&self) -> bool {
+        self.lock().phase == Phase::Open
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, Outbound> {
+        // A handler that panicked while holding the lock leaves a queue that is
+        // still consistent: every method restores its invariants before it can panic.
+        self.out.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn on_reader_thread(&self) -> bool {
+        READER_OF.with(|c| c.get()) == self.id
+    }
+
+    /// Queues a text message in one frame.
+    pub fn send_text(&self, text: &str) -> Result<(), Error> {
+        self.send_payload(OpCode::Text, text.as_bytes(), None)
+    }
+
+    /// Queues a binary message in one frame.
+    pub fn send_binary(&self, data: &[u8]) -> Result<(), Error> {
+        self.send_payload(OpCode::Binary, data, None)
+    }
+
+    /// Queues a message, taking its buffer: a large payload is sent from it without
+    /// a copy.
+    pub fn send_message(&self, message: Message) -> Result<(), Error> {
+        match message {
+            Message::Text(t) => self.send_owned(OpCode::Text, t.into_bytes()),
+            Message::Binary(b) => self.send_owned(OpCode::Binary, b),
+        }
+    }
+
+    fn send_owned(&self, opcode: OpCode, payload: Vec<u8>) -> Result<(), Error> {
+        if payload.len() <= COPY_PAYLOAD_BYTES {
+            return self.send_payload(opcode, &payload, None);
+        }
+        self.send_payload(opcode, &[], Some(payload))
+    }
+
+    /// Queues a frame encoded once for many connections (see [`Frame`]).
+    pub fn send_frame(&self, frame: &Frame) -> Result<(), Error> {
+        let len = frame.bytes.len();
+        self.enqueue(len, true, |out| out.push_shared(&frame.bytes))?;
+        if self.shared.config.trace_frames {
+            if let Some((header, at)) = parse_own_header(&frame.bytes) {
+                self.trace_out(header, &frame.bytes[at..]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Either `borrowed` or `owned` is the payload.
+    fn send_payload(
+        &self,
+        opcode: OpCode,
+        borrowed: &[u8],
+        owned: Option<Vec<u8>>,
+    ) -> Result<(), Error> {
+        let payload_len = owned.as_ref().map_or(borrowed.len(), Vec::len);
+        let header = FrameHeader::new(true, opcode, None, payload_len as u64);
+        if self.shared.config.trace_frames {
+            self.trace_out(header, owned.as_deref().unwrap_or(borrowed));
+        }
+        let len = header.encoded_len() + payload_len;
+        self.enqueue(len, true, move |out| match owned {
+            Some(payload) => out.push_frame(&header, payload),
+            None => out.push_small(&header, borrowed),
+        })
+    }
+
+    /// Queues a pong or ping from the reader thread. Control frames are not messages
+    /// and are not counted as such.
+    pub(super) fn send_control(&self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
+        let header = FrameHeader::new(true, opcode, None, payload.len() as u64);
+        if self.shared.config.trace_frames {
+            self.trace_out(header, payload);
+        }
+        self.enqueue(header.encoded_len() + payload.len(), false, |out| {
+            out.push_small(&header, payload)
+        })
+    }
+
+    /// Adds to the queue under the rules of the module comment.
+    fn enqueue(
+        &self,
+        len: usize,
+        is_message: bool,
+        append: impl FnOnce(&mut Outbound),
+    ) -> Result<(), Error> {
+        let own = self.on_reader_thread();
+        let metrics = &self.shared.metrics;
+        let mut out = self.lock();
+        if out.phase != Phase::Open {
+            inc(&metrics.dropped_after_close);
+            return Err(Error::Closed);
+        }
+        if !own && out.queued > 0 && out.queued + len > self.shared.config.max_queue_bytes {
+            // What is queued stays: frames cut short would break the stream. The
+            // close goes after it, and the close deadline drops TCP if the peer
+            // never reads that far.
+            let queued = out.queued;
+            self.start_close(
+                &mut out,
+                close::POLICY_VIOLATION,
+                "send queue overflow",
+                false,
+            );
+            drop(out);
+            inc(&metrics.queue_overflows);
+            self.shared.log.log(
+                super::log::Level::Warn,
+                Some(self.id),
+                "send queue overflow",
+                &[
+                    ("queued", &queued),
+                    ("limit", &self.shared.config.max_queue_bytes),
+                ],
+            );
+            self.schedule();
+            return Err(Error::QueueOverflow);
+        }
+        append(&mut out);
+        if is_message {
+            inc(&metrics.messages_out);
+        }
+        if own {
+            let big = out.queued >= READER_FLUSH_BYTES;
+            drop(out);
+            if big {
+                self.flush_from_reader()?;
+            }
+        } else if !out.scheduled {
+            out.scheduled = true;
+            drop(out);
+            self.schedule();
+        }
+        Ok(())
+    }
+
+    /// Starts the closing handshake from this side (7.1.2): whatever is queued goes
+    /// out first, then a close frame with `code`; the peer has `close_timeout` to
+    /// answer before TCP is dropped. Returns `false` when a close was already under way.
+    pub fn close(&self, code: u16, reason: &str) -> bool {
+        let mut out = self.lock();
+        if out.phase != Phase::Open {
+            return false;
+        }
+        self.start_close(&mut out, code, reason, true);
+        drop(out);
+        self.schedule();
+        true
+    }
+
+    /// Queues the close frame, with the deadline the writer thread enforces.
+    fn start_close(&self, out: &mut Outbound, code: u16, reason: &str, scheduled: bool) {
+        let mut payload = Vec::new();
+        close::encode_payload(code, reason, &mut payload);
+        let header = FrameHeader::new(true, OpCode::Close, None, payload.len() as u64);
+        if self.shared.config.trace_frames {
+            self.trace_out(header, &payload);
+        }
+        out.push_small(&header, &payload);
+        out.phase = Phase::Closing;
+        out.close_sent = Some(code);
+        out.close_deadline = Some(Instant::now() + self.shared.config.ws.close_timeout);
+        out.scheduled = scheduled || out.scheduled;
+    }
+
+    /// Queues the close frame that ends a connection from its reader thread: the
+    /// echo of the peer's close (5.5.1), or the code of a rule it broke. Nothing is
+    /// queued if a close was already sent.
+    pub(super) fn close_from_reader(&self, code: Option<u16>, reason: &str) {
+        let mut out = self.lock();
+        if out.phase != Phase::Open {
+            return;
+        }
+        let mut payload = Vec::new();
+        if let Some(code) = code {
+            close::encode_payload(code, reason, &mut payload);
+        }
+        let header = FrameHeader::new(true, OpCode::Close, None, payload.len() as u64);
+        if self.shared.config.trace_frames {
+            self.trace_out(header, &payload);
+        }
+        out.push_small(&header, &payload);
+        out.phase = Phase::Closing;
+        out.close_sent = Some(code.unwrap_or(close::NO_STATUS));
+    }
+
+    fn schedule(self: &Conn) {
+        if let Some(me) = self.shared.conn(self.id) {
+            self.shared.writer_for(self.id).schedule(me);
+        } else {
+            // Not registered (yet, or any more): its reader sends the queue itself.
+            self.lock().scheduled = false;
+        }
+    }
+
+    /// Sends what is queued, from the reader thread, before it blocks in `read`.
+    ///
+    /// When the writer thread already owns the queue (the socket was full), this
+    /// leaves it to the writer, unless the queue is over its bound: then the reader
+    /// waits here until the peer reads (backpressure), for at most `write_timeout`.
+    pub(super) fn flush_from_reader(&self) -> Result<(), Error> {
+        let limit = self.shared.config.max_queue_bytes;
+        loop {
+            let mut out = self.lock();
+            if out.is_empty() || out.phase == Phase::Done {
+                return Ok(());
+            }
+            if !out.scheduled || out.queued > limit {
+                let (result, sent) = out.drain(&self.stream);
+                add(&self.shared.metrics.bytes_out, sent as u64);
+                match result {
+                    Drained::Empty => return Ok(()),
+                    Drained::Failed(e) => {
+                        out.phase = Phase::Done;
+                        drop(out);
+                        let _ = self.stream.shutdown(Shutdown::Both);
+                        return Err(Error::Io(e));
+                    }
+                    Drained::Blocked => {}
+                }
+            }
+            if out.queued <= limit {
+                // The writer takes it from here once the socket has room.
+                if !out.scheduled {
+                    out.scheduled = true;
+                    drop(out);
+                    self.schedule();
+                }
+                return Ok(());
+            }
+            let since = out.blocked_since.unwrap_or_else(Instant::now);
+            drop(out);
+            let left = self
+                .shared
+                .config
+                .write_timeout
+                .saturating_sub(since.elapsed());
+            if left.is_zero() {
+                self.stalled();
+                return Err(Error::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "peer did not read for write_timeout",
+                )));
+            }
+            self.wait_writable(left)?;
+        }
+    }
+
+    /// Sends everything queued, waiting for room up to `deadline`. Used by a reader
+    /// that is ending its connection, so that the close frame gets out.
+    pub(super) fn flush_until(&self, deadline: Instant) -> Result<(), Error> {
+        loop {
+            let mut out = self.lock();
+            if out.phase == Phase::Done {
+                return Err(Error::Closed);
+            }
+            let (result, sent) = out.drain(&self.stream);
+            add(&self.shared.metrics.bytes_out, sent as u64);
+            match result {
+                Drained::Empty => return Ok(()),
+                Drained::Failed(e) => {
+                    out.phase = Phase::Done;
+                    return Err(Error::Io(e));
+                }
+                Drained::Blocked => {}
+            }
+            drop(out);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "close frame not sent in time",
+                )));
+            }
+            self.wait_writable(left)?;
+        }
+    }
+
+    fn wait_writable(&self, timeout: Duration) -> Result<(), Error> {
+        let mut fds = [sys::PollFd {
+            fd: self.stream.as_raw_fd(),
+            events: sys::POLLOUT,
+            revents: 0,
+        }];
+        sys::poll(&mut fds, Some(timeout)).map_err(Error::Io)?;
+        Ok(())
+    }
+
+    /// Gives up on the connection at once: nothing more is sent, and both directions
+    /// of TCP are shut, which also wakes its reader thread.
+    pub(super) fn abort(&self) {
+        let mut out = self.lock();
+        out.phase = Phase::Done;
+        out.chunks.clear();
+        out.queued = 0;
+        out.front_sent = 0;
+        drop(out);
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// Drops a peer that has not read for `write_timeout`, and says so.
+    pub(super) fn stalled(&self) {
+        let queued = self.lock().queued;
+        self.shared.log.log(
+            super::log::Level::Warn,
+            Some(self.id),
+            "peer stopped reading, dropped",
+            &[
+                ("queued", &queued),
+                (
+                    "write_timeout",
+                    &format_args!("{:?}", self.shared.config.write_timeout),
+                ),
+            ],
+        );
+        inc(&self.shared.metrics.write_timeouts);
+        self.abort();
+    }
+
+    /// Marks the sending side over: the writer drops the connection from its set.
+    pub(super) fn finish(&self) {
+        let mut out = self.lock();
+        out.phase = Phase::Done;
+        out.chunks.clear();
+        out.queued = 0;
+    }
+
+    /// Prints one sent frame for `--trace-frames`.
+    pub(super) fn trace_out(&self, header: FrameHeader, payload: &[u8]) {
+        let preview = payload[..payload.len().min(TRACE_PREVIEW_BYTES)].to_vec();
+        let line = describe_frame(Direction::Out, &FrameTrace { header, preview });
+        let _ = writeln!(io::stdout().lock(), "[conn {}] {line}", self.id);
+    }
+}
+
+/// The header of a frame we encoded, and where its payload starts.
+fn parse_own_header(bytes: &[u8]) -> Option<(FrameHeader, usize)> {
+    match FrameHeader::parse(bytes) {
+        Ok(crate::protocol::Status::Complete((h, n))) => Some((h, n)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue_of(frames: &[&[u8]]) -> Outbound {
+        let mut out = Outbound::new();
+        for f in frames {
+            let h = FrameHeader::new(true, OpCode::Binary, None, f.len() as u64);
+            out.push_frame(&h, f.to_vec());
+        }
+        out
+    }
+
+    #[test]
+    fn small_frames_coalesce_and_large_ones_stay_apart() {
+        let big = vec![9u8; COPY_PAYLOAD_BYTES + 1];
+        let out = queue_of(&[b"a", b"bc", &big, b"d"]);
+        // [a, bc, header of big] in one buffer, big as it is, [d] in a new buffer.
+        assert_eq!(out.chunks.len(), 3);
+        assert_eq!(
+            out.chunks[0].bytes(),
+            &[0x82, 1, b'a', 0x82, 2, b'b', b'c', 0x82, 126, 0x10, 0x01]
+        );
+        assert_eq!(out.chunks[1].bytes().len(), big.len());
+        assert_eq!(out.queued, 3 + 4 + 4 + big.len() + 3);
+    }
+
+    #[test]
+    fn consume_walks_across_chunks() {
+        let big = vec![9u8; COPY_PAYLOAD_BYTES + 1];
+        let mut out = queue_of(&[b"a", &big, b"xyz"]);
+        let total = out.queued;
+        out.consume(5); // [a] (3) + 2 of big's header (4)
+        assert_eq!((out.chunks.len(), out.front_sent), (3, 5));
+        out.consume(2 + big.len());
+        assert_eq!((out.chunks.len(), out.front_sent), (1, 0));
+        assert_eq!(out.queued, total - 7 - big.len());
+        out.consume(out.queued);
+        assert!(out.is_empty() && out.chunks.is_empty());
+    }
+}

@@ -1,0 +1,101 @@
+//! Plain HTTP on the WebSocket port, for requests that are not upgrades: one request
+//! per connection, answered and closed (`Connection: close`).
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /health` | 200, `{"status":"ok","connections":N}`; 503 with `"status":"shutting_down"` once a shutdown started, so a load balancer stops sending clients |
+//! | `GET /metrics` | 200, the Prometheus text format ([`super::metrics`]) |
+//! | any other path | 404 |
+//! | any other method | 405 with `Allow: GET` |
+
+use super::Server;
+use crate::protocol::handshake::{reason_phrase, Request};
+use std::io::Write;
+use std::net::TcpStream;
+
+/// A whole response: status line, headers, body.
+pub(super) fn response(
+    status: u16,
+    content_type: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n",
+        reason_phrase(status),
+        body.len()
+    );
+    for (name, value) in extra {
+        head.push_str(name);
+        head.push_str(": ");
+        head.push_str(value);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// Answers one request that is not an upgrade.
+pub(super) fn serve(server: &Server, stream: &TcpStream, request: &Request) {
+    let path = request.target.split(['?', '#']).next().unwrap_or_default();
+    let (route, status, bytes) = route(server, &request.method, path);
+    server.metrics().http_request(route, status);
+    let mut stream = stream;
+    let _ = stream.set_write_timeout(Some(server.config().write_timeout));
+    let _ = stream.write_all(&bytes);
+}
+
+fn route(server: &Server, method: &str, path: &str) -> (&'static str, u16, Vec<u8>) {
+    let known = match path {
+        "/health" => "/health",
+        "/metrics" => "/metrics",
+        _ => "other",
+    };
+    if method != "GET" {
+        let body = b"only GET is served here\n";
+        return (
+            known,
+            405,
+            response(405, "text/plain; charset=utf-8", &[("Allow", "GET")], body),
+        );
+    }
+    match known {
+        "/health" => {
+            let (status, word) = if server.is_shutting_down() {
+                (503, "shutting_down")
+            } else {
+                (200, "ok")
+            };
+            let body = serde_json::json!({
+                "status": word,
+                "connections": server.connection_count(),
+            })
+            .to_string();
+            (
+                known,
+                status,
+                response(status, "application/json", &[], body.as_bytes()),
+            )
+        }
+        "/metrics" => {
+            let body = server.metrics().render();
+            (
+                known,
+                200,
+                response(
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    &[],
+                    body.as_bytes(),
+                ),
+            )
+        }
+        _ => (
+            known,
+            404,
+            response(404, "text/plain; charset=utf-8", &[], b"not found\n"),
+        ),
+    }
+}

@@ -1,0 +1,199 @@
+//! Log lines on stderr, human-readable by default or one JSON object per line
+//! (`--log-format json`), and the same records handed to `log` listeners of the
+//! event API.
+//!
+//! Human: `2026-11-22T09:15:02.123Z info  conn=5 closed code=1000 peer=127.0.0.1:40112`
+//! JSON:  `{"time":"2026-11-22T09:15:02.123Z","level":"info","conn":5,"msg":"closed","code":"1000",...}`
+
+use crate::time;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::{Arc, RwLock};
+
+/// How lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// One readable line per record.
+    #[default]
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// How much a record matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Per-connection detail: opened, closed.
+    Debug,
+    /// Normal operation: started, shutting down.
+    Info,
+    /// Something a peer or a back end did wrong; the server carries on.
+    Warn,
+    /// Something on our side failed.
+    Error,
+}
+
+impl Level {
+    /// The level's name as written.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+/// One log record.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// When it happened, ISO 8601 UTC.
+    pub time: String,
+    /// How much it matters.
+    pub level: Level,
+    /// The connection it is about, if any.
+    pub conn: Option<u64>,
+    /// What happened, a few words.
+    pub message: String,
+    /// Details, in order.
+    pub fields: Vec<(&'static str, String)>,
+}
+
+impl Record {
+    /// The record as one line, without the newline.
+    pub fn line(&self, format: Format) -> String {
+        let mut out = String::with_capacity(96);
+        match format {
+            Format::Human => {
+                let _ = write!(out, "{} {:<5}", self.time, self.level.name());
+                if let Some(id) = self.conn {
+                    let _ = write!(out, " conn={id}");
+                }
+                let _ = write!(out, " {}", self.message);
+                for (k, v) in &self.fields {
+                    if v.is_empty() || v.contains([' ', '"', '=']) {
+                        let _ = write!(out, " {k}={v:?}");
+                    } else {
+                        let _ = write!(out, " {k}={v}");
+                    }
+                }
+            }
+            Format::Json => {
+                let mut map = serde_json::Map::new();
+                map.insert("time".into(), self.time.clone().into());
+                map.insert("level".into(), self.level.name().into());
+                if let Some(id) = self.conn {
+                    map.insert("conn".into(), id.into());
+                }
+                map.insert("msg".into(), self.message.clone().into());
+                for (k, v) in &self.fields {
+                    map.insert((*k).into(), v.clone().into());
+                }
+                out = serde_json::Value::Object(map).to_string();
+            }
+        }
+        out
+    }
+}
+
+/// A listener given every record (the event API's `log` event).
+pub type Hook = Arc<dyn Fn(&Record) + Send + Sync>;
+
+/// Writes records at or above a level to stderr, and hands every record to a hook.
+pub struct Logger {
+    format: Format,
+    min_level: Level,
+    hook: RwLock<Option<Hook>>,
+}
+
+impl Logger {
+    /// A logger writing records at `min_level` and above in `format`.
+    pub fn new(format: Format, min_level: Level) -> Self {
+        Logger {
+            format,
+            min_level,
+            hook: RwLock::new(None),
+        }
+    }
+
+    /// Sets the hook that sees every record, whatever its level.
+    pub fn set_hook(&self, hook: Option<Hook>) {
+        *self.hook.write().unwrap_or_else(|p| p.into_inner()) = hook;
+    }
+
+    /// Logs one record.
+    pub fn log(
+        &self,
+        level: Level,
+        conn: Option<u64>,
+        message: &str,
+        fields: &[(&'static str, &dyn std::fmt::Display)],
+    ) {
+        let hook = self.hook.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if level < self.min_level && hook.is_none() {
+            return;
+        }
+        let record = Record {
+            time: time::now_iso8601(),
+            level,
+            conn,
+            message: message.to_owned(),
+            fields: fields.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+        };
+        if level >= self.min_level {
+            let mut line = record.line(self.format);
+            line.push('\n');
+            // One write per line, so that lines of different threads do not mix.
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        }
+        if let Some(hook) = hook {
+            hook(&record);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Record {
+        Record {
+            time: "2026-11-22T09:15:02.123Z".into(),
+            level: Level::Info,
+            conn: Some(5),
+            message: "closed".into(),
+            fields: vec![("code", "1000".into()), ("reason", "bye now".into())],
+        }
+    }
+
+    #[test]
+    fn human_line() {
+        assert_eq!(
+            record().line(Format::Human),
+            "2026-11-22T09:15:02.123Z info  conn=5 closed code=1000 reason=\"bye now\""
+        );
+    }
+
+    #[test]
+    fn json_line() {
+        let v: serde_json::Value = serde_json::from_str(&record().line(Format::Json)).unwrap();
+        assert_eq!(v["level"], "info");
+        assert_eq!(v["conn"], 5);
+        assert_eq!(v["msg"], "closed");
+        assert_eq!(v["reason"], "bye now");
+        assert_eq!(v["time"], "2026-11-22T09:15:02.123Z");
+    }
+
+    #[test]
+    fn hook_sees_records_below_the_level() {
+        let logger = Logger::new(Format::Human, Level::Error);
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        logger.set_hook(Some(Arc::new(move |r: &Record| {
+            sink.lock().unwrap().push(r.message.clone())
+        })));
+        logger.log(Level::Debug, None, "opened", &[("peer", &"127.0.0.1:1")]);
+        assert_eq!(*seen.lock().unwrap(), vec!["opened".to_string()]);
+    }
+}
