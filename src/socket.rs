@@ -582,21 +582,26 @@ where
     S: Read,
     P: FnMut(&[u8]) -> Result<Status<(T, usize)>, protocol::Error>,
 {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
+    // Read straight into the growing buffer: no copy, and no buffer on the stack of
+    // a connection thread that may be kept small.
+    const READ_BYTES: usize = 1024;
+    let mut buf = Vec::with_capacity(READ_BYTES);
     loop {
-        let n = match stream.read(&mut chunk) {
+        let filled = buf.len();
+        buf.resize(filled + READ_BYTES, 0);
+        let read = stream.read(&mut buf[filled..]);
+        buf.truncate(filled + *read.as_ref().unwrap_or(&0));
+        match read {
             Ok(0) => {
                 return Err(Error::Io(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "closed during the handshake",
                 )))
             }
-            Ok(n) => n,
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::Io(e)),
-        };
-        buf.extend_from_slice(&chunk[..n]);
+        }
         if let Status::Complete((head, used)) = parse(&buf).map_err(Error::Protocol)? {
             return Ok((head, buf.split_off(used)));
         }

@@ -40,8 +40,9 @@ use std::time::{Duration, Instant, SystemTime};
 const COPY_PAYLOAD_BYTES: usize = 4 * 1024;
 /// A run of small frames is coalesced into one buffer up to this size.
 const COALESCE_BYTES: usize = 64 * 1024;
-/// At most this many buffers go into one `sendmsg`.
-const MAX_IOVECS: usize = 64;
+/// At most this many buffers go into one `sendmsg`. The array lives on the reader
+/// thread's stack; see `STACK_READ_BYTES` in the parent module for why it is small.
+const MAX_IOVECS: usize = 32;
 /// The reader sends what its handlers queued once this much is waiting, without
 /// waiting for its next blocking read.
 const READER_FLUSH_BYTES: usize = 64 * 1024;

@@ -21,6 +21,7 @@
 
 pub mod conn;
 pub mod echo;
+pub mod events;
 mod http;
 pub mod log;
 pub mod metrics;
@@ -60,12 +61,16 @@ pub const CLOSE_IDLE_TIMEOUT: u16 = 4001;
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Frame, message and handshake-head limits and the close timeout of each
-    /// WebSocket (see [`socket::Config`]). Its `read_buffer_bytes` (default 16 KiB) is
-    /// the read buffer a connection starts with.
+    /// WebSocket (see [`socket::Config`]; its `read_buffer_bytes` is not used here).
     pub ws: socket::Config,
-    /// The read buffer doubles, up to this size, while reads keep filling it. Default
-    /// 64 KiB: four 16 KiB messages per system call under load. It shrinks back after a
-    /// quiet heartbeat interval, so idle connections hold only the initial size.
+    /// Reads land in a 512-byte buffer on the reader's stack while traffic is light. A
+    /// read that fills it moves the connection to a heap buffer of this size. Default
+    /// 16 KiB: a whole 16 KiB message, or hundreds of small ones, per system call.
+    pub min_read_buffer_bytes: usize,
+    /// The heap buffer doubles, up to this size, while reads keep filling it. Default
+    /// 64 KiB: four 16 KiB messages per system call under load. It is given back after
+    /// a run of small reads or a quiet read timeout, so an idle connection holds no
+    /// read buffer on the heap.
     pub max_read_buffer_bytes: usize,
     /// Time a client has to send its whole opening handshake (or HTTP request). Default
     /// 10 s; slow or half-sent requests are dropped.
@@ -121,6 +126,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             ws: socket::Config::default(),
+            min_read_buffer_bytes: 16 * 1024,
             max_read_buffer_bytes: 64 * 1024,
             handshake_timeout: Duration::from_secs(10),
             ping_interval: Duration::from_secs(25),
@@ -837,76 +843,73 @@ fn read_loop(server: &Server, conn: &Arc<Conn>, leftover: Vec<u8>) -> End {
     let shared = &server.shared;
     let config = &shared.config;
     let stream = &conn.stream;
-    let initial = config.ws.read_buffer_bytes.max(leftover.len()).max(1024);
-    let mut buf = vec![0u8; initial];
-    buf[..leftover.len()].copy_from_slice(&leftover);
-    let (mut pos, mut len) = (0, leftover.len());
-    let mut decoder = Decoder::new(Role::Server, config.ws.limits);
-    decoder.set_tracing(config.trace_frames);
-    let mut rate = config.max_messages_per_second.map(RateLimit::new);
-    let mut beat = Heartbeat::new(config);
-    if let Err(e) = stream.set_read_timeout(Some(beat.timeout)) {
+    let mut input = Input {
+        server,
+        conn,
+        decoder: Decoder::new(Role::Server, config.ws.limits),
+        rate: config.max_messages_per_second.map(RateLimit::new),
+        beat: Heartbeat::new(config),
+    };
+    input.decoder.set_tracing(config.trace_frames);
+    if let Err(e) = stream.set_read_timeout(Some(input.beat.timeout)) {
         return End::Gone(Some(e));
     }
+    if let Some(end) = input.process(&leftover) {
+        return end;
+    }
+    drop(leftover);
+    // Reads land on the stack while traffic is light, so an idle connection holds no
+    // read buffer on the heap; a read that fills its buffer moves to a heap buffer,
+    // which doubles while reads keep filling it, and is given back after a run of
+    // small reads or a quiet read timeout. The decoder keeps any partial frame, so
+    // nothing in a read buffer outlives the read.
+    let mut on_stack = [0u8; STACK_READ_BYTES];
+    let mut heap: Vec<u8> = Vec::new();
+    let mut small_reads = 0u32;
     loop {
-        while pos < len {
-            let decoded = decoder.decode(&buf[pos..len]);
-            if config.trace_frames {
-                for t in decoder.take_traces() {
-                    let line = describe_frame(Direction::In, &t);
-                    let _ = writeln!(io::stdout().lock(), "[conn {}] {line}", conn.id());
-                }
-            }
-            let (n, event) = match decoded {
-                Ok(x) => x,
-                Err(e) => return End::Failed(Error::Protocol(e)),
-            };
-            pos += n;
-            let message = match event {
-                None => continue,
-                Some(Event::Text(t)) => Message::Text(t),
-                Some(Event::Binary(b)) => Message::Binary(b),
-                Some(Event::Ping(payload)) => {
-                    // 5.5.2: answered with a pong carrying the same payload. Sent
-                    // with the other answers before the next blocking read.
-                    let _ = conn.send_control(OpCode::Pong, &payload);
-                    continue;
-                }
-                Some(Event::Pong(_)) => continue,
-                Some(Event::Close(frame)) => return End::PeerClosed(frame.map(|f| f.code)),
-            };
-            inc(&shared.metrics.messages_in);
-            if !conn.is_open() {
-                // We are closing: 5.5.1 lets data still arrive; nobody handles it.
-                continue;
-            }
-            if let Some(rate) = rate.as_mut() {
-                if !rate.allow() {
-                    return End::Failed(Error::RateLimited);
-                }
-            }
-            beat.last_message = Instant::now();
-            shared.handler.on_message(server, conn, message);
-        }
         if let Err(e) = conn.flush_from_reader() {
             return End::Gone(match e {
                 Error::Io(e) => Some(e),
                 _ => None,
             });
         }
-        // A read that filled the buffer says more is coming: read more at once.
-        if len == buf.len() && buf.len() < config.max_read_buffer_bytes {
-            buf = vec![0u8; (buf.len() * 2).min(config.max_read_buffer_bytes)];
-        }
-        pos = 0;
-        len = 0;
-        let read = (&conn.stream).read(&mut buf);
-        let timed_out = match read {
+        let buf: &mut [u8] = if heap.is_empty() {
+            &mut on_stack
+        } else {
+            &mut heap
+        };
+        let capacity = buf.len();
+        let timed_out = match (&conn.stream).read(buf) {
             Ok(0) => return End::Gone(None),
             Ok(n) => {
-                len = n;
                 add(&shared.metrics.bytes_in, n as u64);
-                beat.heard();
+                input.beat.heard();
+                if let Some(end) = input.process(&buf[..n]) {
+                    return end;
+                }
+                if n == capacity {
+                    let next = if heap.is_empty() {
+                        config.min_read_buffer_bytes
+                    } else {
+                        capacity * 2
+                    };
+                    if next > capacity
+                        && next
+                            <= config
+                                .max_read_buffer_bytes
+                                .max(config.min_read_buffer_bytes)
+                    {
+                        heap = vec![0u8; next];
+                    }
+                    small_reads = 0;
+                } else if !heap.is_empty() && n <= STACK_READ_BYTES {
+                    small_reads += 1;
+                    if small_reads >= SMALL_READS_TO_SHRINK {
+                        heap = Vec::new();
+                    }
+                } else {
+                    small_reads = 0;
+                }
                 false
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
@@ -921,23 +924,92 @@ fn read_loop(server: &Server, conn: &Arc<Conn>, leftover: Vec<u8>) -> End {
             Err(e) => return End::Gone(Some(e)),
         };
         if timed_out {
-            match beat.tick() {
+            heap = Vec::new();
+            match input.beat.tick() {
                 Tick::Wait => {}
                 Tick::Ping => {
                     let _ = conn.send_control(OpCode::Ping, b"");
                 }
                 Tick::Fail(e) => return End::Failed(e),
             }
-            // Quiet: give back a buffer that grew under load.
-            if buf.len() > initial {
-                buf = vec![0u8; initial];
-            }
         }
-        if let Some(timeout) = beat.new_timeout(timed_out) {
+        if let Some(timeout) = input.beat.new_timeout(timed_out) {
             if let Err(e) = stream.set_read_timeout(Some(timeout)) {
                 return End::Gone(Some(e));
             }
         }
+    }
+}
+
+/// Size of the read buffer on the reader thread's stack. Measured with
+/// /proc/PID/pagemap: with 512 bytes here and 32 iovecs in `conn::drain`, a reader
+/// thread that did a handshake, an echo and a ping touches 2 pages of its stack, the
+/// least any thread does; 1024 bytes here makes it 3 (12 KiB instead of 8 per idle
+/// connection).
+const STACK_READ_BYTES: usize = 512;
+/// After this many reads in a row that would have fit on the stack, the heap read
+/// buffer is given back.
+const SMALL_READS_TO_SHRINK: u32 = 16;
+
+/// The receiving half of a connection's reader: decoder, rate limit, heartbeat clocks.
+struct Input<'a> {
+    server: &'a Server,
+    conn: &'a Arc<Conn>,
+    decoder: Decoder,
+    rate: Option<RateLimit>,
+    beat: Heartbeat,
+}
+
+impl Input<'_> {
+    /// Decodes everything in `bytes` and dispatches each event. Returns why the
+    /// connection ends, if it does.
+    fn process(&mut self, bytes: &[u8]) -> Option<End> {
+        let shared = &self.server.shared;
+        let config = &shared.config;
+        let conn = self.conn;
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let decoded = self.decoder.decode(&bytes[pos..]);
+            if config.trace_frames {
+                for t in self.decoder.take_traces() {
+                    let line = describe_frame(Direction::In, &t);
+                    let _ = writeln!(io::stdout().lock(), "[conn {}] {line}", conn.id());
+                }
+            }
+            let (n, event) = match decoded {
+                Ok(x) => x,
+                Err(e) => return Some(End::Failed(Error::Protocol(e))),
+            };
+            pos += n;
+            let message = match event {
+                None => continue,
+                Some(Event::Text(t)) => Message::Text(t),
+                Some(Event::Binary(b)) => Message::Binary(b),
+                Some(Event::Ping(payload)) => {
+                    // 5.5.2: answered with a pong carrying the same payload. Sent
+                    // with the other answers before the next blocking read.
+                    let _ = conn.send_control(OpCode::Pong, &payload);
+                    continue;
+                }
+                Some(Event::Pong(_)) => continue,
+                Some(Event::Close(frame)) => return Some(End::PeerClosed(frame.map(|f| f.code))),
+            };
+            inc(&shared.metrics.messages_in);
+            if !conn.is_open() {
+                // We are closing: 5.5.1 lets data still arrive; nobody handles it.
+                continue;
+            }
+            if let Some(rate) = self.rate.as_mut() {
+                if !rate.allow() {
+                    return Some(End::Failed(Error::RateLimited));
+                }
+            }
+            if config.idle_timeout.is_some() {
+                self.beat.last_message = Instant::now();
+            }
+            shared.handler.on_message(self.server, conn, message);
+        }
+        None
     }
 }
 

@@ -1,0 +1,446 @@
+//! The event emitter applications program against: JSON text frames
+//! `{"event": "<name>", "data": <any JSON>}` in both directions, handlers registered by
+//! name, and replies to one connection, to a set of them, or to all.
+//!
+//! ```no_run
+//! use switchboard::server::{events::Ctx, Server};
+//! use serde_json::{json, Value};
+//!
+//! let server = Server::builder()
+//!     .on("connection", |ctx: &Ctx, _: &Value| {
+//!         let _ = ctx.reply("welcome", json!({ "id": ctx.id() }));
+//!     })
+//!     .on("say", |ctx: &Ctx, data: &Value| {
+//!         ctx.reply_all("said", json!({ "from": ctx.id(), "text": data }));
+//!     })
+//!     .build()
+//!     .unwrap();
+//! let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+//! server.shutdown_on_signals().unwrap();
+//! server.run(listener).unwrap();
+//! ```
+//!
+//! Input is normalised in one place ([`parse_envelope`]): besides the envelope above,
+//! `{"module": m, "method": f, ...}` is event `m.f` and `{"type": t, ...}` is event
+//! `t`, the forms earlier clients sent. Built-in events, emitted by the server and
+//! never accepted from a client: `connection`, `disconnect`, `log`, `error`.
+//!
+//! Bad input never closes a connection: invalid JSON, a binary message, an unknown or
+//! reserved event name each get an `error` event back (`{"code": .., "message": ..}`),
+//! a log line, a count in `/metrics`, and the `error` listeners are called.
+//!
+//! Handlers of one connection run on its reader thread, in the order its messages
+//! arrived. A handler that panics is caught: the connection gets an `error` event
+//! (`internal_error`) and stays.
+
+use super::log::{Level, Record};
+use super::{Config, Conn, Frame, Handler, Message, Server};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Events the server emits itself; a client may not send them.
+pub const BUILT_IN: [&str; 4] = ["connection", "disconnect", "log", "error"];
+
+/// A registered handler.
+pub type Listener = Arc<dyn Fn(&Ctx, &Value) + Send + Sync>;
+
+/// What a handler is called with besides the event's data: the server, and the
+/// connection the event came from (none for `log`).
+pub struct Ctx<'a> {
+    server: &'a Server,
+    conn: Option<&'a Arc<Conn>>,
+}
+
+impl<'a> Ctx<'a> {
+    /// The server, to reach other connections.
+    pub fn server(&self) -> &'a Server {
+        self.server
+    }
+
+    /// The connection the event came from; `None` for `log`.
+    pub fn conn(&self) -> Option<&'a Arc<Conn>> {
+        self.conn
+    }
+
+    /// The id of the connection the event came from (0 for `log`).
+    pub fn id(&self) -> u64 {
+        self.conn.map_or(0, |c| c.id())
+    }
+
+    /// Sends `event` to the connection the event came from.
+    pub fn reply(&self, event: &str, data: Value) -> Result<(), super::Error> {
+        match self.conn {
+            Some(conn) => self.server.reply_one(conn, event, &data),
+            None => Err(super::Error::Closed),
+        }
+    }
+
+    /// Sends `event` to every open connection.
+    pub fn reply_all(&self, event: &str, data: Value) -> usize {
+        self.server.reply_all(event, &data)
+    }
+}
+
+/// Encodes the envelope `{"event":..,"data":..}`.
+pub fn envelope(event: &str, data: &Value) -> String {
+    json!({ "event": event, "data": data }).to_string()
+}
+
+/// Why a text message is not an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BadInput {
+    /// Not JSON, or JSON but not an object naming an event.
+    BadJson(String),
+}
+
+/// Reads an incoming text message as an event: its name and data.
+///
+/// - `{"event": "e", "data": d}` gives (`e`, `d`; `null` when absent);
+/// - `{"module": "m", "method": "f", ...}` gives (`m.f`, the object's `data`, or the
+///   object without `module` and `method`);
+/// - `{"type": "t", ...}` gives (`t`, the object's `data`, or the object without `type`).
+pub fn parse_envelope(text: &str) -> Result<(String, Value), BadInput> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| BadInput::BadJson(format!("invalid JSON: {e}")))?;
+    let Value::Object(mut map) = value else {
+        return Err(BadInput::BadJson("expected a JSON object".into()));
+    };
+    let take_str = |map: &mut serde_json::Map<String, Value>, key: &str| match map.remove(key) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s)),
+        Some(_) => Err(BadInput::BadJson(format!(
+            "\"{key}\" must be a non-empty string"
+        ))),
+        None => Ok(None),
+    };
+    let name = if let Some(event) = take_str(&mut map, "event")? {
+        event
+    } else if let Some(module) = take_str(&mut map, "module")? {
+        let method = take_str(&mut map, "method")?
+            .ok_or_else(|| BadInput::BadJson("\"module\" without \"method\"".into()))?;
+        format!("{module}.{method}")
+    } else if let Some(kind) = take_str(&mut map, "type")? {
+        kind
+    } else {
+        return Err(BadInput::BadJson(
+            "no \"event\" (or \"module\"/\"method\", or \"type\") field".into(),
+        ));
+    };
+    let data = match map.remove("data") {
+        Some(d) => d,
+        None if map.is_empty() => Value::Null,
+        None => Value::Object(map),
+    };
+    Ok((name, data))
+}
+
+impl Server {
+    /// Starts an event-emitter server: register handlers with [`Builder::on`].
+    pub fn builder() -> Builder {
+        Builder {
+            config: Config::default(),
+            listeners: HashMap::new(),
+            reconnect_delay: (Duration::from_secs(1), Duration::from_secs(5)),
+        }
+    }
+
+    /// Sends `event` to one connection.
+    pub fn reply_one(&self, conn: &Conn, event: &str, data: &Value) -> Result<(), super::Error> {
+        conn.send_text(&envelope(event, data))
+    }
+
+    /// Sends `event` to every open connection: encoded once, shared by all. Returns how
+    /// many took it.
+    pub fn reply_all(&self, event: &str, data: &Value) -> usize {
+        self.broadcast(&Frame::text(&envelope(event, data)))
+    }
+
+    /// Sends `event` to the open connections among `ids`, encoded once. Returns how
+    /// many took it.
+    pub fn reply_many(&self, ids: &[u64], event: &str, data: &Value) -> usize {
+        let frame = Frame::text(&envelope(event, data));
+        ids.iter()
+            .filter_map(|id| self.connection(*id))
+            .filter(|c| c.send_frame(&frame).is_ok())
+            .count()
+    }
+}
+
+/// Builds an event-emitter [`Server`].
+pub struct Builder {
+    config: Config,
+    listeners: HashMap<String, Vec<Listener>>,
+    reconnect_delay: (Duration, Duration),
+}
+
+impl Builder {
+    /// Uses `config` instead of the defaults.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Calls `handler` for every event named `event`, after the handlers registered
+    /// before it. Client events, and the built-in `connection`, `disconnect`, `log`,
+    /// `error`.
+    pub fn on(
+        mut self,
+        event: &str,
+        handler: impl Fn(&Ctx, &Value) + Send + Sync + 'static,
+    ) -> Self {
+        self.listeners
+            .entry(event.to_owned())
+            .or_default()
+            .push(Arc::new(handler));
+        self
+    }
+
+    /// The delay, chosen at random in `min..=max` by each client, after which clients
+    /// should come back when the server says `end`. Default 1 to 5 s: spread out, a
+    /// restart does not come back as a stampede.
+    pub fn reconnect_delay(mut self, min: Duration, max: Duration) -> Self {
+        self.reconnect_delay = (min, max.max(min));
+        self
+    }
+
+    /// The server, ready to [`Server::run`].
+    pub fn build(self) -> io::Result<Server> {
+        let emitter = Emitter {
+            listeners: self.listeners,
+            reconnect_delay: self.reconnect_delay,
+        };
+        let wants_log = emitter.listeners.contains_key("log");
+        let emitter = Arc::new(emitter);
+        let server = Server::new(self.config, Shared(emitter.clone()))?;
+        if wants_log {
+            let weak = Arc::downgrade(&server.shared);
+            server
+                .logger()
+                .set_hook(Some(Arc::new(move |record: &Record| {
+                    if let Some(shared) = weak.upgrade() {
+                        emitter.emit(&Server { shared }, None, "log", &record_json(record));
+                    }
+                })));
+        }
+        Ok(server)
+    }
+}
+
+fn record_json(r: &Record) -> Value {
+    let mut map = serde_json::Map::new();
+    map.insert("time".into(), r.time.clone().into());
+    map.insert("level".into(), r.level.name().into());
+    if let Some(id) = r.conn {
+        map.insert("conn".into(), id.into());
+    }
+    map.insert("msg".into(), r.message.clone().into());
+    for (k, v) in &r.fields {
+        map.insert((*k).into(), v.clone().into());
+    }
+    Value::Object(map)
+}
+
+/// What [`Server::builder`] built: the listeners by event name.
+struct Emitter {
+    listeners: HashMap<String, Vec<Listener>>,
+    reconnect_delay: (Duration, Duration),
+}
+
+/// The [`Handler`] behind [`Server::builder`]; the log hook shares the emitter.
+struct Shared(Arc<Emitter>);
+
+impl Emitter {
+    /// Calls the listeners of `event`; returns whether there were any. A listener that
+    /// panics is caught and reported.
+    fn emit(&self, server: &Server, conn: Option<&Arc<Conn>>, event: &str, data: &Value) -> bool {
+        let Some(listeners) = self.listeners.get(event) else {
+            return false;
+        };
+        let ctx = Ctx { server, conn };
+        for listener in listeners {
+            if catch_unwind(AssertUnwindSafe(|| listener(&ctx, data))).is_err() {
+                // `log` listeners are not logged about: that could loop.
+                if event != "log" {
+                    server.logger().log(
+                        Level::Error,
+                        conn.map(|c| c.id()),
+                        "handler panicked",
+                        &[("event", &event)],
+                    );
+                    if let Some(conn) = conn {
+                        self.error(
+                            server,
+                            conn,
+                            "internal_error",
+                            &format!("the handler of \"{event}\" failed"),
+                        );
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Answers bad input: an `error` event to the client, a log line, a count, and the
+    /// `error` listeners.
+    fn error(&self, server: &Server, conn: &Arc<Conn>, code: &'static str, message: &str) {
+        server.metrics().error_event(code);
+        server.logger().log(
+            Level::Warn,
+            Some(conn.id()),
+            "bad input",
+            &[("code", &code), ("detail", &message)],
+        );
+        let data = json!({ "code": code, "message": message });
+        let _ = server.reply_one(conn, "error", &data);
+        if code != "internal_error" {
+            self.emit(server, Some(conn), "error", &data);
+        }
+    }
+}
+
+impl Handler for Shared {
+    fn on_open(&self, server: &Server, conn: &Arc<Conn>) {
+        self.0.on_open(server, conn)
+    }
+
+    fn on_message(&self, server: &Server, conn: &Arc<Conn>, message: Message) {
+        self.0.on_message(server, conn, message)
+    }
+
+    fn on_close(&self, server: &Server, conn: &Arc<Conn>, code: u16) {
+        self.0.on_close(server, conn, code)
+    }
+
+    fn on_shutdown(&self, server: &Server) {
+        self.0.on_shutdown(server)
+    }
+}
+
+impl Emitter {
+    fn on_open(&self, server: &Server, conn: &Arc<Conn>) {
+        let data = json!({
+            "id": conn.id(),
+            "peer": conn.peer().to_string(),
+            "target": conn.handshake().request.target,
+        });
+        self.emit(server, Some(conn), "connection", &data);
+    }
+
+    fn on_message(&self, server: &Server, conn: &Arc<Conn>, message: Message) {
+        let text = match message {
+            Message::Text(t) => t,
+            Message::Binary(_) => {
+                return self.error(
+                    server,
+                    conn,
+                    "binary_unsupported",
+                    "messages are JSON text frames",
+                );
+            }
+        };
+        let (name, data) = match parse_envelope(&text) {
+            Ok(x) => x,
+            Err(BadInput::BadJson(why)) => return self.error(server, conn, "bad_json", &why),
+        };
+        if BUILT_IN.contains(&name.as_str()) {
+            return self.error(
+                server,
+                conn,
+                "reserved_event",
+                &format!("\"{name}\" is sent by the server only"),
+            );
+        }
+        if !self.emit(server, Some(conn), &name, &data) {
+            self.error(
+                server,
+                conn,
+                "unknown_event",
+                &format!("no handler for \"{name}\""),
+            );
+        }
+    }
+
+    fn on_close(&self, server: &Server, conn: &Arc<Conn>, code: u16) {
+        self.emit(
+            server,
+            Some(conn),
+            "disconnect",
+            &json!({ "id": conn.id(), "code": code }),
+        );
+    }
+
+    fn on_shutdown(&self, server: &Server) {
+        let (min, max) = self.reconnect_delay;
+        server.reply_all(
+            "end",
+            &json!({
+                "reason": "server shutting down",
+                "reconnect": true,
+                "minDelayMs": min.as_millis() as u64,
+                "maxDelayMs": max.as_millis() as u64,
+            }),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_forms() {
+        assert_eq!(
+            parse_envelope(r#"{"event":"say","data":{"text":"hi"}}"#).unwrap(),
+            ("say".into(), json!({"text":"hi"}))
+        );
+        assert_eq!(
+            parse_envelope(r#"{"event":"ping"}"#).unwrap(),
+            ("ping".into(), Value::Null)
+        );
+        assert_eq!(
+            parse_envelope(r#"{"module":"chat","method":"send","room":"a","message":"hi"}"#)
+                .unwrap(),
+            ("chat.send".into(), json!({"room":"a","message":"hi"}))
+        );
+        assert_eq!(
+            parse_envelope(r#"{"module":"chat","method":"send","data":[1]}"#).unwrap(),
+            ("chat.send".into(), json!([1]))
+        );
+        assert_eq!(
+            parse_envelope(r#"{"type":"authenticate","sessionId":"x"}"#).unwrap(),
+            ("authenticate".into(), json!({"sessionId":"x"}))
+        );
+    }
+
+    #[test]
+    fn bad_envelopes() {
+        for text in [
+            "not json",
+            "[1,2]",
+            "\"event\"",
+            "{}",
+            r#"{"event":""}"#,
+            r#"{"event":7}"#,
+            r#"{"module":"chat"}"#,
+            r#"{"data":{"event":"x"}}"#,
+        ] {
+            assert!(
+                matches!(parse_envelope(text), Err(BadInput::BadJson(_))),
+                "{text} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn envelope_round_trip() {
+        let text = envelope("said", &json!({"text": "a \"quoted\" word"}));
+        assert_eq!(
+            parse_envelope(&text).unwrap(),
+            ("said".into(), json!({"text": "a \"quoted\" word"}))
+        );
+    }
+}
