@@ -31,7 +31,7 @@ server options (defaults in docs/OPERATIONS.md):
       --max-queue-bytes N           send queue bound per connection, 1008 (default 1048576)
       --max-connections N           over it, HTTP 503 (default 16384)
       --max-connections-per-ip N    over it, HTTP 429 (default: no limit)
-      --writer-threads N            threads sending for other threads (default 2)
+      --writer-threads N            threads sending for other threads (default 1)
       --thread-stack-bytes N        stack of each connection thread (default 131072)
       --log-format human|json       log line format (default human)
       --log-level debug|info|warn|error

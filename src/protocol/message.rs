@@ -92,7 +92,15 @@ pub struct Decoder {
     traces: Option<Vec<FrameTrace>>,
     /// A close was received, or an error met: nothing more is decoded.
     done: bool,
+    /// Payload buffers the caller gave back ([`Decoder::recycle`]), used for the next
+    /// messages instead of new allocations.
+    spare: Vec<Vec<u8>>,
 }
+
+/// At most this many buffers are kept for reuse.
+const MAX_SPARE_BUFFERS: usize = 4;
+/// A buffer larger than this is not kept: one huge message must not pin its memory.
+const MAX_SPARE_BYTES: usize = 1 << 20;
 
 impl Decoder {
     /// A decoder for the endpoint playing `role`: a server expects masked frames, a
@@ -110,7 +118,23 @@ impl Decoder {
             control: Vec::new(),
             traces: None,
             done: false,
+            spare: Vec::new(),
         }
+    }
+
+    /// Gives back the buffer of a message the caller is done with, so that a later
+    /// message reuses it rather than allocating: a server that echoes or forwards
+    /// messages then allocates nothing per message once warm.
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.spare.len() < MAX_SPARE_BUFFERS && buf.capacity() <= MAX_SPARE_BYTES {
+            buf.clear();
+            self.spare.push(buf);
+        }
+    }
+
+    /// Frees the buffers kept by [`Decoder::recycle`]: an idle connection holds none.
+    pub fn release_spares(&mut self) {
+        self.spare = Vec::new();
     }
 
     /// Keeps a [`FrameTrace`] of every frame received, to be taken with
@@ -252,6 +276,11 @@ impl Decoder {
             }
             if header.opcode != OpCode::Continuation {
                 self.message = Some(header.opcode);
+                if self.payload.capacity() == 0 {
+                    if let Some(buf) = self.spare.pop() {
+                        self.payload = buf;
+                    }
+                }
                 self.payload.clear();
                 self.utf8 = Validator::new();
             }
@@ -561,5 +590,38 @@ mod tests {
         assert_eq!(traces[0].preview, b"Hel");
         assert_eq!(traces[1].preview, b"lo");
         assert_eq!(traces[1].header.opcode, OpCode::Continuation);
+    }
+
+    fn decode_one(d: &mut Decoder, input: &[u8]) -> Event {
+        match d.decode(input) {
+            Ok((n, Some(event))) if n == input.len() => event,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn recycled_buffers_carry_the_next_messages() {
+        let mut d = Decoder::new(Role::Server, Limits::default());
+        let Event::Binary(first) = decode_one(&mut d, &frame(true, OpCode::Binary, &[1; 100]))
+        else {
+            panic!("not binary")
+        };
+        let ptr = first.as_ptr();
+        d.recycle(first);
+        // The next message, text this time, lands in the same allocation, cleared.
+        let Event::Text(text) = decode_one(&mut d, &frame(true, OpCode::Text, b"hi")) else {
+            panic!("not text")
+        };
+        assert_eq!(text, "hi");
+        assert_eq!(text.as_ptr(), ptr);
+        // Buffers over the size bound are not kept, and at most four are.
+        d.recycle(Vec::with_capacity(MAX_SPARE_BYTES + 1));
+        assert!(d.spare.is_empty());
+        for _ in 0..6 {
+            d.recycle(Vec::with_capacity(16));
+        }
+        assert_eq!(d.spare.len(), MAX_SPARE_BUFFERS);
+        d.release_spares();
+        assert!(d.spare.is_empty() && d.spare.capacity() == 0);
     }
 }

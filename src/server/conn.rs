@@ -156,7 +156,12 @@ pub(super) struct Outbound {
     pub(super) scheduled: bool,
     /// Since when the socket has been full with bytes still queued.
     pub(super) blocked_since: Option<Instant>,
+    /// Payload buffers sent, kept for the reader to reuse (see `Decoder::recycle`).
+    spent: Vec<Vec<u8>>,
 }
+
+/// At most this many sent payload buffers wait for reuse.
+const MAX_SPENT_BUFFERS: usize = 4;
 
 /// What one attempt to send the queue achieved.
 #[derive(Debug)]
@@ -180,6 +185,7 @@ impl Outbound {
             close_deadline: None,
             scheduled: false,
             blocked_since: None,
+            spent: Vec::new(),
         }
     }
 
@@ -221,9 +227,11 @@ impl Outbound {
     }
 
     /// Sends from the front of the queue without blocking, until it is empty or the
-    /// socket is full. Returns what happened and how many bytes went out.
-    pub(super) fn drain(&mut self, socket: &TcpStream) -> (Drained, usize) {
+    /// socket is full. Returns what happened, how many bytes went out, and in how many
+    /// system calls.
+    pub(super) fn drain(&mut self, socket: &TcpStream) -> (Drained, usize, u64) {
         let mut total = 0;
+        let mut calls = 0;
         while !self.chunks.is_empty() {
             let mut iov: [IoSlice<'_>; MAX_IOVECS] = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
@@ -239,22 +247,23 @@ impl Outbound {
             match sys::send_nonblocking(socket, &iov[..count]) {
                 Ok(n) => {
                     total += n;
+                    calls += 1;
                     self.consume(n);
                     self.blocked_since = None;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.blocked_since.get_or_insert_with(Instant::now);
-                    return (Drained::Blocked, total);
+                    return (Drained::Blocked, total, calls);
                 }
                 Err(e) => {
                     self.chunks.clear();
                     self.queued = 0;
                     self.front_sent = 0;
-                    return (Drained::Failed(e), total);
+                    return (Drained::Failed(e), total, calls);
                 }
             }
         }
-        (Drained::Empty, total)
+        (Drained::Empty, total, calls)
     }
 
     fn consume(&mut self, mut n: usize) {
@@ -270,7 +279,11 @@ impl Outbound {
             }
             n -= left;
             self.front_sent = 0;
-            self.chunks.pop_front();
+            if let Some(Chunk::Payload(buf)) = self.chunks.pop_front() {
+                if self.spent.len() < MAX_SPENT_BUFFERS {
+                    self.spent.push(buf);
+                }
+            }
         }
     }
 }
@@ -459,7 +472,7 @@ impl Conn {
             let big = out.queued >= READER_FLUSH_BYTES;
             drop(out);
             if big {
-                self.flush_from_reader()?;
+                self.flush_from_reader(&mut Vec::new())?;
             }
         } else if !out.scheduled {
             out.scheduled = true;
@@ -528,22 +541,22 @@ impl Conn {
         }
     }
 
-    /// Sends what is queued, from the reader thread, before it blocks in `read`.
+    /// Sends what is queued, from the reader thread, before it blocks in `read`, and
+    /// hands over the payload buffers sent so far, for reuse.
     ///
     /// When the writer thread already owns the queue (the socket was full), this
     /// leaves it to the writer, unless the queue is over its bound: then the reader
     /// waits here until the peer reads (backpressure), for at most `write_timeout`.
-    pub(super) fn flush_from_reader(&self) -> Result<(), Error> {
+    pub(super) fn flush_from_reader(&self, spent: &mut Vec<Vec<u8>>) -> Result<(), Error> {
         let limit = self.shared.config.max_queue_bytes;
         loop {
             let mut out = self.lock();
+            spent.append(&mut out.spent);
             if out.is_empty() || out.phase == Phase::Done {
                 return Ok(());
             }
             if !out.scheduled || out.queued > limit {
-                let (result, sent) = out.drain(&self.stream);
-                add(&self.shared.metrics.bytes_out, sent as u64);
-                match result {
+                match self.drain(&mut out) {
                     Drained::Empty => return Ok(()),
                     Drained::Failed(e) => {
                         out.phase = Phase::Done;
@@ -589,9 +602,7 @@ impl Conn {
             if out.phase == Phase::Done {
                 return Err(Error::Closed);
             }
-            let (result, sent) = out.drain(&self.stream);
-            add(&self.shared.metrics.bytes_out, sent as u64);
-            match result {
+            match self.drain(&mut out) {
                 Drained::Empty => return Ok(()),
                 Drained::Failed(e) => {
                     out.phase = Phase::Done;
@@ -609,6 +620,14 @@ impl Conn {
             }
             self.wait_writable(left)?;
         }
+    }
+
+    /// [`Outbound::drain`] on this connection's socket, counted in the metrics.
+    pub(super) fn drain(&self, out: &mut Outbound) -> Drained {
+        let (result, sent, calls) = out.drain(&self.stream);
+        add(&self.shared.metrics.bytes_out, sent as u64);
+        add(&self.shared.metrics.write_calls, calls);
+        result
     }
 
     fn wait_writable(&self, timeout: Duration) -> Result<(), Error> {

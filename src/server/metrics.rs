@@ -26,6 +26,9 @@ pub struct Metrics {
     pub bytes_in: AtomicU64,
     /// Bytes written to WebSocket connections, frame headers included.
     pub bytes_out: AtomicU64,
+    /// `sendmsg` calls that sent something: with `bytes_out` and `messages_out`, how
+    /// well frames are coalesced.
+    pub write_calls: AtomicU64,
     /// Connections closed because their send queue went over its bound.
     pub queue_overflows: AtomicU64,
     /// Connections dropped because the peer did not read for `write_timeout`.
@@ -87,7 +90,7 @@ impl Metrics {
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(2048);
-        let plain: [(&str, &str, &str, &AtomicU64); 9] = [
+        let plain: [(&str, &str, &str, &AtomicU64); 10] = [
             (
                 "connections",
                 "gauge",
@@ -123,6 +126,12 @@ impl Metrics {
                 "counter",
                 "Bytes written to WebSocket connections.",
                 &self.bytes_out,
+            ),
+            (
+                "write_calls_total",
+                "counter",
+                "System calls that sent bytes to connections.",
+                &self.write_calls,
             ),
             (
                 "queue_overflows_total",

@@ -13,7 +13,6 @@
 //! Connections are spread over [`super::Config::writer_threads`] writers by id.
 
 use super::conn::{Conn, Drained, Phase};
-use super::metrics::add;
 use super::Shared;
 use crate::sys::{self, PollFd, POLLIN, POLLOUT};
 use std::io::{self, PipeReader, PipeWriter, Read, Write};
@@ -167,9 +166,7 @@ fn service(conn: &Arc<Conn>, ready: bool, now: Instant) -> Keep {
         return Keep::Drop;
     }
     if ready && !out.is_empty() {
-        let (result, sent) = out.drain(&conn.stream);
-        add(&conn.shared.metrics.bytes_out, sent as u64);
-        if let Drained::Failed(_) = result {
+        if let Drained::Failed(_) = conn.drain(&mut out) {
             out.scheduled = false;
             drop(out);
             conn.abort();
