@@ -147,13 +147,13 @@ fn server_option<'a>(
 fn listen_and_run(listen: &str, server: Server) -> Result<(), String> {
     let listener =
         TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
     server
         .shutdown_on_signals()
         .map_err(|e| format!("cannot handle signals: {e}"))?;
     // The first line on stdout says where we listen: tests bind port 0 and read it.
-    println!("listening on {addr}");
-    server.run(listener).map_err(|e| e.to_string())
+    server
+        .run_with(listener, |addr| println!("listening on {addr}"))
+        .map_err(|e| e.to_string())
 }
 
 fn run_echo(args: &[String]) -> Result<(), String> {

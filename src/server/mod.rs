@@ -442,6 +442,16 @@ impl Server {
     /// Accepts connections on `listener` until [`Server::shutdown`], then waits up to
     /// `shutdown_grace` for the connections to close, stops the writers and returns.
     pub fn run(&self, listener: TcpListener) -> io::Result<()> {
+        self.run_with(listener, |_| {})
+    }
+
+    /// [`Server::run`], calling `ready` with the address once every helper thread runs
+    /// and connections are about to be accepted.
+    pub fn run_with(
+        &self,
+        listener: TcpListener,
+        ready: impl FnOnce(SocketAddr),
+    ) -> io::Result<()> {
         let shared = &self.shared;
         *shared.local_addr.lock().unwrap_or_else(|p| p.into_inner()) = listener.local_addr().ok();
         match sys::raise_open_file_limit() {
@@ -469,6 +479,7 @@ impl Server {
             })?;
         }
         let rejecter = self.start_rejecter()?;
+        ready(listener.local_addr()?);
         while !self.is_shutting_down() {
             let (stream, peer) = match listener.accept() {
                 Ok(x) => x,

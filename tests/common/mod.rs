@@ -25,13 +25,31 @@ pub struct Server {
     pub stdout: Lines,
     pub stderr: Lines,
     drains: Vec<thread::JoinHandle<()>>,
+    /// The test stops the process itself (a signal): its exit is not a failure.
+    exit_expected: bool,
 }
 
 impl Server {
     pub fn start(extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["echo", "--listen", "127.0.0.1:0"])
-            .args(extra)
+        let mut args = vec!["echo", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        Server::start_program(env!("CARGO_BIN_EXE_switchboard"), &args)
+    }
+
+    /// Runs an example program of this crate (built by `cargo test`), with `args`.
+    pub fn start_example(name: &str, extra: &[&str]) -> Server {
+        // Test binaries live in target/<profile>/deps; examples in target/<profile>/examples.
+        let exe = std::env::current_exe().expect("test binary path");
+        let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+        let path = profile_dir.join("examples").join(name);
+        let mut args = vec!["--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        Server::start_program(path.to_str().expect("utf-8 path"), &args)
+    }
+
+    pub fn start_program(program: &str, args: &[&str]) -> Server {
+        let mut child = Command::new(program)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -60,9 +78,92 @@ impl Server {
             stdout,
             stderr,
             drains,
+            exit_expected: false,
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (`"INT"`, `"TERM"`) to the server with kill(1).
+    pub fn signal(&mut self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+        self.exit_expected = true;
+    }
+
+    /// Waits up to `timeout` for the process to exit; returns its status if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Threads of the server process now, from /proc.
+    pub fn threads(&self) -> usize {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("Threads: line")
+    }
+
+    /// A plain HTTP request (no upgrade); returns the status code and the whole response.
+    pub fn http(&self, method: &str, path: &str) -> (u16, String) {
+        let mut c = Client::raw(self.addr);
+        c.send(
+            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes(),
+            Whole,
+        );
+        let text = c.read_to_end_text();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {text:?}"));
+        (status, text)
+    }
+
+    /// The value of one sample line of GET /metrics, such as
+    /// `switchboard_closes_total{code="1008"}`; 0 when absent.
+    pub fn metric(&self, sample: &str) -> u64 {
+        let (status, text) = self.http("GET", "/metrics");
+        assert_eq!(status, 200);
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Waits until `cond` holds, checking every 10 ms, for at most `timeout`; returns
+/// whether it held. For conditions no socket can wait on (thread counts, metrics).
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+impl Server {
     /// A client that has completed the opening handshake.
     pub fn client(&self) -> Client {
         let mut c = Client::raw(self.addr);
@@ -90,7 +191,7 @@ impl Drop for Server {
         if !thread::panicking() {
             let stderr = self.stderr.snapshot();
             assert!(
-                alive,
+                alive || self.exit_expected,
                 "the server process exited during the test; stderr: {stderr:?}"
             );
             let panics: Vec<&String> = stderr.iter().filter(|l| l.contains("panicked")).collect();
@@ -379,6 +480,23 @@ impl Client {
             ),
             Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
             Err(e) => panic!("expected TCP close, got {e}"),
+        }
+    }
+
+    /// Sends one text frame.
+    pub fn send_text(&mut self, text: &str) {
+        self.send_frame(true, 0, TEXT, text.as_bytes(), Whole);
+    }
+
+    /// Reads the next data frame as text, answering pings on the way.
+    pub fn recv_text(&mut self) -> String {
+        loop {
+            let f = self.recv().expect("a frame, not the end of the connection");
+            match f.opcode {
+                TEXT => return String::from_utf8(f.payload).expect("UTF-8 text"),
+                PING => self.send_frame(true, 0, PONG, &f.payload, Whole),
+                other => panic!("expected text, got opcode {other:#x}: {:?}", f.payload),
+            }
         }
     }
 
