@@ -44,7 +44,7 @@ const COALESCE_BYTES: usize = 64 * 1024;
 /// thread's stack; see `STACK_READ_BYTES` in the parent module for why it is small.
 const MAX_IOVECS: usize = 32;
 /// The reader sends what its handlers queued once this much is waiting, without
-/// waiting for its next blocking read.
+/// waiting for its next blocking read (as much as the socket takes at once).
 const READER_FLUSH_BYTES: usize = 64 * 1024;
 
 thread_local! {
@@ -158,6 +158,8 @@ pub(super) struct Outbound {
     pub(super) blocked_since: Option<Instant>,
     /// Payload buffers sent, kept for the reader to reuse (see `Decoder::recycle`).
     spent: Vec<Vec<u8>>,
+    /// The queue overflowed with this many bytes in it; not yet logged.
+    pub(super) overflowed: Option<usize>,
 }
 
 /// At most this many sent payload buffers wait for reuse.
@@ -186,6 +188,7 @@ impl Outbound {
             scheduled: false,
             blocked_since: None,
             spent: Vec::new(),
+            overflowed: None,
         }
     }
 
@@ -193,9 +196,9 @@ impl Outbound {
         self.queued == 0
     }
 
-    /// Appends a small frame, coalescing it with the last buffer when that one has room.
-    fn push_small(&mut self, header: &FrameHeader, payload: &[u8]) {
-        let len = header.encoded_len() + payload.len();
+    /// The coalescing buffer at the back of the queue, with room for `len` more bytes:
+    /// the last one if it has room, else a new one.
+    fn tail_buffer(&mut self, len: usize) -> &mut Vec<u8> {
         let reuse = match self.chunks.back() {
             Some(Chunk::Frames(v)) => v.len() + len <= COALESCE_BYTES,
             _ => false,
@@ -204,11 +207,23 @@ impl Outbound {
             self.chunks
                 .push_back(Chunk::Frames(Vec::with_capacity(len.max(256))));
         }
-        if let Some(Chunk::Frames(v)) = self.chunks.back_mut() {
-            header.encode(v);
-            v.extend_from_slice(payload);
-        }
         self.queued += len;
+        match self.chunks.back_mut() {
+            Some(Chunk::Frames(v)) => v,
+            _ => unreachable!("a Frames buffer was just ensured at the back"),
+        }
+    }
+
+    /// Appends a small frame, coalescing it with the frames before it.
+    fn push_small(&mut self, header: &FrameHeader, payload: &[u8]) {
+        let v = self.tail_buffer(header.encoded_len() + payload.len());
+        header.encode(v);
+        v.extend_from_slice(payload);
+    }
+
+    /// Appends bytes already encoded (the 101 response), coalescing them likewise.
+    fn push_encoded(&mut self, bytes: &[u8]) {
+        self.tail_buffer(bytes.len()).extend_from_slice(bytes);
     }
 
     fn push_frame(&mut self, header: &FrameHeader, payload: Vec<u8>) {
@@ -356,26 +371,31 @@ impl Conn {
         READER_OF.with(|c| c.get()) == self.id
     }
 
+    /// Puts bytes that are not a frame (the 101 response) at the end of the queue.
+    pub(super) fn queue_raw(&self, bytes: &[u8]) {
+        self.lock().push_encoded(bytes);
+    }
+
     /// Queues a text message in one frame.
-    pub fn send_text(&self, text: &str) -> Result<(), Error> {
+    pub fn send_text(self: &Arc<Self>, text: &str) -> Result<(), Error> {
         self.send_payload(OpCode::Text, text.as_bytes(), None)
     }
 
     /// Queues a binary message in one frame.
-    pub fn send_binary(&self, data: &[u8]) -> Result<(), Error> {
+    pub fn send_binary(self: &Arc<Self>, data: &[u8]) -> Result<(), Error> {
         self.send_payload(OpCode::Binary, data, None)
     }
 
     /// Queues a message, taking its buffer: a large payload is sent from it without
     /// a copy.
-    pub fn send_message(&self, message: Message) -> Result<(), Error> {
+    pub fn send_message(self: &Arc<Self>, message: Message) -> Result<(), Error> {
         match message {
             Message::Text(t) => self.send_owned(OpCode::Text, t.into_bytes()),
             Message::Binary(b) => self.send_owned(OpCode::Binary, b),
         }
     }
 
-    fn send_owned(&self, opcode: OpCode, payload: Vec<u8>) -> Result<(), Error> {
+    fn send_owned(self: &Arc<Self>, opcode: OpCode, payload: Vec<u8>) -> Result<(), Error> {
         if payload.len() <= COPY_PAYLOAD_BYTES {
             return self.send_payload(opcode, &payload, None);
         }
@@ -383,7 +403,7 @@ impl Conn {
     }
 
     /// Queues a frame encoded once for many connections (see [`Frame`]).
-    pub fn send_frame(&self, frame: &Frame) -> Result<(), Error> {
+    pub fn send_frame(self: &Arc<Self>, frame: &Frame) -> Result<(), Error> {
         let len = frame.bytes.len();
         self.enqueue(len, true, |out| out.push_shared(&frame.bytes))?;
         if self.shared.config.trace_frames {
@@ -396,7 +416,7 @@ impl Conn {
 
     /// Either `borrowed` or `owned` is the payload.
     fn send_payload(
-        &self,
+        self: &Arc<Self>,
         opcode: OpCode,
         borrowed: &[u8],
         owned: Option<Vec<u8>>,
@@ -415,7 +435,11 @@ impl Conn {
 
     /// Queues a pong or ping from the reader thread. Control frames are not messages
     /// and are not counted as such.
-    pub(super) fn send_control(&self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
+    pub(super) fn send_control(
+        self: &Arc<Self>,
+        opcode: OpCode,
+        payload: &[u8],
+    ) -> Result<(), Error> {
         let header = FrameHeader::new(true, opcode, None, payload.len() as u64);
         if self.shared.config.trace_frames {
             self.trace_out(header, payload);
@@ -427,7 +451,7 @@ impl Conn {
 
     /// Adds to the queue under the rules of the module comment.
     fn enqueue(
-        &self,
+        self: &Arc<Self>,
         len: usize,
         is_message: bool,
         append: impl FnOnce(&mut Outbound),
@@ -443,7 +467,9 @@ impl Conn {
             // What is queued stays: frames cut short would break the stream. The
             // close goes after it, and the close deadline drops TCP if the peer
             // never reads that far.
-            let queued = out.queued;
+            // The writer thread logs it: this may run under the registry's lock (a
+            // broadcast), where no callback such as a `log` listener may run.
+            out.overflowed = Some(out.queued);
             self.start_close(
                 &mut out,
                 close::POLICY_VIOLATION,
@@ -452,15 +478,6 @@ impl Conn {
             );
             drop(out);
             inc(&metrics.queue_overflows);
-            self.shared.log.log(
-                super::log::Level::Warn,
-                Some(self.id),
-                "send queue overflow",
-                &[
-                    ("queued", &queued),
-                    ("limit", &self.shared.config.max_queue_bytes),
-                ],
-            );
             self.schedule();
             return Err(Error::QueueOverflow);
         }
@@ -469,10 +486,15 @@ impl Conn {
             inc(&metrics.messages_out);
         }
         if own {
-            let big = out.queued >= READER_FLUSH_BYTES;
-            drop(out);
-            if big {
-                self.flush_from_reader(&mut Vec::new())?;
+            // Without waiting: this may run under the registry's lock (a broadcast from
+            // this connection's handler). The reader waits for room before its next read.
+            if out.queued >= READER_FLUSH_BYTES && !out.scheduled {
+                if let Drained::Failed(e) = self.drain(&mut out) {
+                    out.phase = Phase::Done;
+                    drop(out);
+                    let _ = self.stream.shutdown(Shutdown::Both);
+                    return Err(Error::Io(e));
+                }
             }
         } else if !out.scheduled {
             out.scheduled = true;
@@ -485,7 +507,7 @@ impl Conn {
     /// Starts the closing handshake from this side (7.1.2): whatever is queued goes
     /// out first, then a close frame with `code`; the peer has `close_timeout` to
     /// answer before TCP is dropped. Returns `false` when a close was already under way.
-    pub fn close(&self, code: u16, reason: &str) -> bool {
+    pub fn close(self: &Arc<Self>, code: u16, reason: &str) -> bool {
         let mut out = self.lock();
         if out.phase != Phase::Open {
             return false;
@@ -532,13 +554,11 @@ impl Conn {
         out.close_sent = Some(code.unwrap_or(close::NO_STATUS));
     }
 
-    fn schedule(self: &Conn) {
-        if let Some(me) = self.shared.conn(self.id) {
-            self.shared.writer_for(self.id).schedule(me);
-        } else {
-            // Not registered (yet, or any more): its reader sends the queue itself.
-            self.lock().scheduled = false;
-        }
+    /// Hands the connection to its writer thread. Takes the `Arc` itself rather than
+    /// looking the connection up: a broadcast calls this while it holds the registry's
+    /// read lock, and taking that lock again could wait behind a writer forever.
+    fn schedule(self: &Arc<Conn>) {
+        self.shared.writer_for(self.id).schedule(self.clone());
     }
 
     /// Sends what is queued, from the reader thread, before it blocks in `read`, and
@@ -547,7 +567,10 @@ impl Conn {
     /// When the writer thread already owns the queue (the socket was full), this
     /// leaves it to the writer, unless the queue is over its bound: then the reader
     /// waits here until the peer reads (backpressure), for at most `write_timeout`.
-    pub(super) fn flush_from_reader(&self, spent: &mut Vec<Vec<u8>>) -> Result<(), Error> {
+    pub(super) fn flush_from_reader(
+        self: &Arc<Self>,
+        spent: &mut Vec<Vec<u8>>,
+    ) -> Result<(), Error> {
         let limit = self.shared.config.max_queue_bytes;
         loop {
             let mut out = self.lock();

@@ -148,7 +148,12 @@ impl Server {
     }
 
     /// Sends `event` to one connection.
-    pub fn reply_one(&self, conn: &Conn, event: &str, data: &Value) -> Result<(), super::Error> {
+    pub fn reply_one(
+        &self,
+        conn: &Arc<Conn>,
+        event: &str,
+        data: &Value,
+    ) -> Result<(), super::Error> {
         conn.send_text(&envelope(event, data))
     }
 

@@ -28,6 +28,7 @@ pub mod metrics;
 mod writer;
 
 pub use conn::{Conn, Frame, Handshake, Message};
+pub use events::Builder;
 
 use crate::protocol::close;
 use crate::protocol::frame::OpCode;
@@ -764,23 +765,17 @@ fn serve_connection(server: &Server, stream: TcpStream, peer: SocketAddr, id: u6
         }
     };
     let accept = handshake::encode_accept(&offer, protocol.as_deref(), &[]);
-    let _ = stream.set_write_timeout(Some(config.write_timeout));
-    if let Err(e) = (&stream).write_all(&accept) {
-        shared.metrics.handshake_failed("io");
-        shared.log.log(
-            Level::Debug,
-            Some(id),
-            "handshake failed",
-            &[("peer", &peer), ("error", &e)],
-        );
-        return;
-    }
     let handshake = Handshake {
         request,
         time: SystemTime::now(),
         protocol,
     };
     let conn = Arc::new(Conn::new(id, peer, handshake, stream, shared.clone()));
+    // The 101 is the first thing in the send queue, and the connection is in the
+    // registry before it leaves: a client that hears the 101 and at once gets others
+    // to broadcast misses nothing, and nothing can overtake the 101 on the wire. The
+    // reader sends it before its first read.
+    conn.queue_raw(&accept);
     conn::set_reader_of(id);
     shared
         .registry

@@ -161,6 +161,16 @@ enum Keep {
 fn service(conn: &Arc<Conn>, ready: bool, now: Instant) -> Keep {
     let config = &conn.shared.config;
     let mut out = conn.lock();
+    if let Some(queued) = out.overflowed.take() {
+        drop(out);
+        conn.shared.log.log(
+            super::log::Level::Warn,
+            Some(conn.id()),
+            "send queue overflow",
+            &[("queued", &queued), ("limit", &config.max_queue_bytes)],
+        );
+        out = conn.lock();
+    }
     if out.phase == Phase::Done {
         out.scheduled = false;
         return Keep::Drop;

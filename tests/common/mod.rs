@@ -504,6 +504,8 @@ impl Client {
     pub fn close_normally(&mut self) {
         self.send_frame(true, 0, CLOSE, &close_payload(1000, b""), Whole);
         self.expect_close(Some(1000));
+        // The server closed TCP first (RFC 6455 7.1.1); the client closes its end too.
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
 }
 
