@@ -9,6 +9,8 @@
 #![deny(unsafe_code)]
 
 pub mod bench;
+pub mod client;
+pub mod envelope;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod protocol;

@@ -3,6 +3,8 @@
 use std::net::TcpListener;
 use std::process::ExitCode;
 use std::time::Duration;
+use switchboard::client::{Client, Error as ClientError, Sender};
+use switchboard::protocol::message::Event;
 use switchboard::server::{self, echo, log, Server};
 
 const USAGE: &str = "\
@@ -15,6 +17,10 @@ usage:
       --trace-frames                print every frame in and out, annotated
       --max-messages-per-second N   per connection; 0 for no limit (default 0 here)
       and the server options below
+  switchboard connect URL [options] send typed lines, print messages received (like wscat)
+      --json                        lines are events: 'name {\"some\":1}'; a line
+                                    starting with '{' is sent as it is
+      --protocol P                  offer subprotocol P (repeatable)
   switchboard bench codec [--seconds S]
                                     measure masking and frame decoding in-process
   switchboard --help | --version
@@ -60,6 +66,7 @@ fn run(args: &[String]) -> Result<(), String> {
         }
         Some("echo") => run_echo(&args[1..]),
         Some("bench") => run_bench(&args[1..]),
+        Some("connect") => run_connect(&args[1..]),
         Some(other) => Err(format!("unknown command '{other}'\n\n{USAGE}")),
     }
 }
@@ -187,6 +194,74 @@ fn run_echo(args: &[String]) -> Result<(), String> {
     }
     .map_err(|e| e.to_string())?;
     listen_and_run(&listen, server)
+}
+
+fn run_connect(args: &[String]) -> Result<(), String> {
+    let mut url = None;
+    let mut json = false;
+    let mut protocols = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--json" => json = true,
+            "--protocol" => protocols.push(value(&mut it, arg)?.to_owned()),
+            other if other.starts_with("--") => {
+                return Err(format!("connect: unknown option '{other}'"))
+            }
+            other if url.is_none() => url = Some(other.to_owned()),
+            other => return Err(format!("connect: one URL only, not also '{other}'")),
+        }
+    }
+    let url = url.ok_or("connect: give a ws:// URL")?;
+    let offered: Vec<&str> = protocols.iter().map(String::as_str).collect();
+    let mut client = Client::connect_with(&url, &offered, Duration::from_secs(10))
+        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+    match client.protocol() {
+        Some(p) => eprintln!("connected to {url} (subprotocol {p})"),
+        None => eprintln!("connected to {url}"),
+    }
+    let sender = client.sender();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if let Err(e) = send_line(&sender, &line, json) {
+                eprintln!("not sent: {e}");
+                if matches!(e, ClientError::Closed) {
+                    return;
+                }
+            }
+        }
+        // End of input: close, and the reader below sees the server's answer.
+        let _ = sender.close(1000, "");
+    });
+    loop {
+        match client.read() {
+            Ok(Event::Text(text)) => println!("{text}"),
+            Ok(Event::Binary(data)) => println!("<binary message, {} bytes>", data.len()),
+            Ok(Event::Ping(_) | Event::Pong(_)) => {}
+            Ok(Event::Close(frame)) => {
+                match frame {
+                    Some(f) => eprintln!("closed: {} {}", f.code, f.reason),
+                    None => eprintln!("closed"),
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(format!("connection lost: {e}")),
+        }
+    }
+}
+
+/// One typed line: text as it is, or with `--json` an event `name data`.
+fn send_line(sender: &Sender, line: &str, json: bool) -> Result<(), ClientError> {
+    if !json || line.trim_start().starts_with('{') {
+        return sender.send_text(line);
+    }
+    let (name, rest) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
+    let data = match rest.trim() {
+        "" => serde_json::Value::Null,
+        text => serde_json::from_str(text).unwrap_or_else(|_| text.into()),
+    };
+    sender.emit(name, &data)
 }
 
 fn run_bench(args: &[String]) -> Result<(), String> {

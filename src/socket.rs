@@ -105,14 +105,14 @@ pub enum State {
 
 /// Fills buffers from the operating system's random source, for masking keys (RFC 6455
 /// 5.3: keys "MUST be derived from a strong source of entropy") and handshake nonces.
-struct Urandom {
+pub(crate) struct Urandom {
     file: Option<File>,
     pool: [u8; 64],
     used: usize,
 }
 
 impl Urandom {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Urandom {
             file: None,
             pool: [0; 64],
@@ -120,7 +120,7 @@ impl Urandom {
         }
     }
 
-    fn fill(&mut self, out: &mut [u8]) -> io::Result<()> {
+    pub(crate) fn fill(&mut self, out: &mut [u8]) -> io::Result<()> {
         for b in out {
             if self.used == self.pool.len() {
                 let file = match &mut self.file {

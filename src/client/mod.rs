@@ -1,0 +1,616 @@
+//! Clients for `ws://` URLs.
+//!
+//! - [`Client`]: a blocking WebSocket client. One thread reads ([`Client::read`]);
+//!   its [`Sender`] can be cloned into other threads, which send whole frames under
+//!   one lock, so frames from different threads never interleave on the wire.
+//! - [`EventClient`]: speaks the event envelope `{"event": .., "data": ..}` and comes
+//!   back by itself: after a lost connection, or the server's `end`, it reconnects
+//!   with exponential backoff and jitter, at most `max_attempts` times in a row
+//!   (default 3), reporting `ready`, `reconnecting`, `reconnectionFail` and `end` as
+//!   it goes.
+//!
+//! `wss://` is not spoken: TLS belongs to the proxy in front (nginx), as in
+//! docs/OPERATIONS.md.
+
+use crate::envelope::{envelope, parse_envelope};
+use crate::protocol::close;
+use crate::protocol::frame::{encode_frame, OpCode};
+use crate::protocol::message::Event;
+use crate::socket::{self, Urandom, WebSocket};
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What can go wrong for a client.
+#[derive(Debug)]
+pub enum Error {
+    /// The URL is not a `ws://` URL this client can reach.
+    Url(String),
+    /// Connecting or the handshake failed, or the connection did.
+    Ws(socket::Error),
+    /// The connection is closed; nothing more can be sent.
+    Closed,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Url(why) => write!(f, "bad URL: {why}"),
+            Error::Ws(e) => write!(f, "{e}"),
+            Error::Closed => f.write_str("connection closed"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<socket::Error> for Error {
+    fn from(e: socket::Error) -> Self {
+        Error::Ws(e)
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Ws(socket::Error::Io(e))
+    }
+}
+
+/// A `ws://host[:port]/path?query` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Url {
+    /// Host name or address, without brackets for IPv6.
+    pub host: String,
+    /// Port; 80 when not given.
+    pub port: u16,
+    /// Path and query, at least `/`.
+    pub target: String,
+}
+
+impl Url {
+    /// Parses a `ws://` URL. `wss://` is refused: TLS is the proxy's job.
+    pub fn parse(url: &str) -> Result<Url, Error> {
+        let rest = match url.split_once("://") {
+            Some(("ws", rest)) => rest,
+            Some(("wss", _)) => {
+                return Err(Error::Url(
+                    "wss:// is not supported; put TLS in a proxy".into(),
+                ))
+            }
+            _ => return Err(Error::Url(format!("{url:?} does not start with ws://"))),
+        };
+        let (authority, target) = match rest.find(['/', '?']) {
+            Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_owned()),
+            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+            None => (rest, "/".to_owned()),
+        };
+        if authority.contains('@') {
+            return Err(Error::Url(
+                "user information in URLs is not supported".into(),
+            ));
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or_else(|| Error::Url("unclosed [ in host".into()))?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(Error::Url("no host".into()));
+        }
+        let port = match port {
+            None => 80,
+            Some(p) => p
+                .parse()
+                .map_err(|_| Error::Url(format!("bad port {p:?}")))?,
+        };
+        if target.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+            return Err(Error::Url(
+                "the path has spaces or non-ASCII bytes; percent-encode them".into(),
+            ));
+        }
+        Ok(Url {
+            host: host.to_owned(),
+            port,
+            target,
+        })
+    }
+
+    /// The `Host` header value.
+    fn host_header(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == 80 {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// The socket seen by the reading [`WebSocket`]: reads from its own handle, writes
+/// (pongs, the close) through the lock the [`Sender`]s share.
+struct Duplex {
+    read: TcpStream,
+    write: Arc<Mutex<TcpStream>>,
+}
+
+impl Read for Duplex {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read.read(buf)
+    }
+}
+
+impl Write for Duplex {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .write(buf)
+    }
+
+    /// One lock for the whole buffer: a frame is never cut by another thread's.
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.write
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The sending half of a [`Client`], for any thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Sender {
+    write: Arc<Mutex<TcpStream>>,
+    random: Arc<Mutex<Urandom>>,
+    open: Arc<AtomicBool>,
+}
+
+impl Sender {
+    /// Sends a text message in one masked frame (RFC 6455 5.3).
+    pub fn send_text(&self, text: &str) -> Result<(), Error> {
+        self.send(OpCode::Text, text.as_bytes())
+    }
+
+    /// Sends a binary message in one masked frame.
+    pub fn send_binary(&self, data: &[u8]) -> Result<(), Error> {
+        self.send(OpCode::Binary, data)
+    }
+
+    /// Sends an event in the envelope `{"event": .., "data": ..}`.
+    pub fn emit(&self, event: &str, data: &Value) -> Result<(), Error> {
+        self.send_text(&envelope(event, data))
+    }
+
+    /// Starts the closing handshake (RFC 6455 7.1.2) with `code`; the reading side
+    /// then sees the server's close. Nothing more can be sent.
+    pub fn close(&self, code: u16, reason: &str) -> Result<(), Error> {
+        let mut payload = Vec::new();
+        close::encode_payload(code, reason, &mut payload);
+        self.send(OpCode::Close, &payload)?;
+        self.open.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn send(&self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
+        if !self.open.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        let mut key = [0u8; 4];
+        self.random
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fill(&mut key)?;
+        let mut frame = Vec::with_capacity(payload.len() + 14);
+        encode_frame(&mut frame, true, opcode, Some(key), payload);
+        self.write
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .write_all(&frame)?;
+        Ok(())
+    }
+}
+
+/// A blocking WebSocket client.
+pub struct Client {
+    ws: WebSocket<Duplex>,
+    sender: Sender,
+    protocol: Option<String>,
+}
+
+impl Client {
+    /// Connects to a `ws://` URL and runs the opening handshake, within 10 s.
+    pub fn connect(url: &str) -> Result<Client, Error> {
+        Client::connect_with(url, &[], Duration::from_secs(10))
+    }
+
+    /// Connects offering `protocols` (`Sec-WebSocket-Protocol`), with a deadline for
+    /// the TCP connection and one for the handshake.
+    pub fn connect_with(url: &str, protocols: &[&str], timeout: Duration) -> Result<Client, Error> {
+        let url = Url::parse(url)?;
+        let addrs: Vec<_> = (url.host.as_str(), url.port).to_socket_addrs()?.collect();
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
+        let mut stream = None;
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, timeout) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = e,
+            }
+        }
+        let stream = stream.ok_or(last)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        let write = Arc::new(Mutex::new(stream.try_clone()?));
+        let duplex = Duplex {
+            read: stream,
+            write: write.clone(),
+        };
+        let (ws, _response, protocol) = socket::connect(
+            duplex,
+            &url.host_header(),
+            &url.target,
+            protocols,
+            socket::Config::default(),
+        )?;
+        ws.get_ref().read.set_read_timeout(None)?;
+        Ok(Client {
+            ws,
+            sender: Sender {
+                write,
+                random: Arc::new(Mutex::new(Urandom::new())),
+                open: Arc::new(AtomicBool::new(true)),
+            },
+            protocol,
+        })
+    }
+
+    /// The subprotocol the server selected.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// A sending half for other threads.
+    pub fn sender(&self) -> Sender {
+        self.sender.clone()
+    }
+
+    /// Sends a text message.
+    pub fn send_text(&self, text: &str) -> Result<(), Error> {
+        self.sender.send_text(text)
+    }
+
+    /// Sends an event in the envelope.
+    pub fn emit(&self, event: &str, data: &Value) -> Result<(), Error> {
+        self.sender.emit(event, data)
+    }
+
+    /// Waits for the next message or control frame. Pings are answered; a close is
+    /// answered and returned, after which nothing more can be sent.
+    pub fn read(&mut self) -> Result<Event, Error> {
+        let event = self.ws.read();
+        if matches!(event, Ok(Event::Close(_)) | Err(_)) {
+            self.sender.open.store(false, Ordering::SeqCst);
+        }
+        Ok(event?)
+    }
+
+    /// Sets how long [`Client::read`] may wait (`None`: for ever).
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        Ok(self.ws.get_ref().read.set_read_timeout(timeout)?)
+    }
+
+    /// Closes with `code` and waits up to 5 s for the server's close, then ends TCP.
+    pub fn close(mut self, code: u16, reason: &str) -> Result<(), Error> {
+        self.sender.open.store(false, Ordering::SeqCst);
+        self.ws.close(code, reason)?;
+        self.set_read_timeout(Some(Duration::from_secs(5)))?;
+        while let Ok(event) = self.ws.read() {
+            if let Event::Close(_) = event {
+                break;
+            }
+        }
+        // The server closes TCP first (7.1.1); then we do.
+        let read = &self.ws.get_ref().read;
+        let mut sink = [0u8; 256];
+        while matches!((&*read).read(&mut sink), Ok(n) if n > 0) {}
+        let _ = read.shutdown(Shutdown::Both);
+        Ok(())
+    }
+}
+
+/// What an [`EventClient`] reports.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Incoming {
+    /// Connected (first time or again); events can be sent.
+    Ready,
+    /// The connection is gone; attempt `attempt` follows after `delay`.
+    Reconnecting {
+        /// 1 for the first attempt after a loss.
+        attempt: u32,
+        /// The wait before this attempt.
+        delay: Duration,
+    },
+    /// `max_attempts` attempts in a row failed; the client gives up.
+    ReconnectionFail,
+    /// The server said `end` (it is restarting): the client will come back.
+    End(Value),
+    /// An event from the server.
+    Event(String, Value),
+    /// A message that is not an event (not JSON, or binary), as text.
+    Other(String),
+}
+
+/// Settings of an [`EventClient`].
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Reconnection attempts in a row before giving up. Default 3.
+    pub max_attempts: u32,
+    /// The first backoff. Default 1 s; each failed attempt doubles it.
+    pub min_delay: Duration,
+    /// The longest backoff. Default 30 s.
+    pub max_delay: Duration,
+    /// Deadline of each connection and handshake. Default 10 s.
+    pub connect_timeout: Duration,
+    /// Subprotocols offered.
+    pub protocols: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_attempts: 3,
+            min_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            protocols: Vec::new(),
+        }
+    }
+}
+
+/// A client that speaks events and reconnects by itself. Call [`EventClient::next`] in
+/// a loop; send with [`EventClient::emit`] or a [`EventClient::sender`].
+pub struct EventClient {
+    url: String,
+    options: Options,
+    client: Option<Client>,
+    /// Failed attempts since the connection was lost.
+    failed: u32,
+    /// The delay window the server's `end` suggested, for the next attempt.
+    hint: Option<(Duration, Duration)>,
+    pending: VecDeque<Incoming>,
+    /// An attempt was announced; it waits this long, then connects.
+    due: Option<Duration>,
+    dead: bool,
+    random: Urandom,
+}
+
+impl EventClient {
+    /// Connects; the first [`EventClient::next`] returns [`Incoming::Ready`]. A first
+    /// connection that fails is an error: nothing was lost yet to come back to.
+    pub fn connect(url: &str, options: Options) -> Result<EventClient, Error> {
+        let mut me = EventClient {
+            url: url.to_owned(),
+            options,
+            client: None,
+            failed: 0,
+            hint: None,
+            pending: VecDeque::new(),
+            due: None,
+            dead: false,
+            random: Urandom::new(),
+        };
+        me.client = Some(me.open()?);
+        me.pending.push_back(Incoming::Ready);
+        Ok(me)
+    }
+
+    fn open(&self) -> Result<Client, Error> {
+        let protocols: Vec<&str> = self.options.protocols.iter().map(String::as_str).collect();
+        Client::connect_with(&self.url, &protocols, self.options.connect_timeout)
+    }
+
+    /// Sends an event; fails while disconnected.
+    pub fn emit(&self, event: &str, data: &Value) -> Result<(), Error> {
+        self.client.as_ref().ok_or(Error::Closed)?.emit(event, data)
+    }
+
+    /// The current connection's sender, if connected.
+    pub fn sender(&self) -> Option<Sender> {
+        self.client.as_ref().map(Client::sender)
+    }
+
+    /// Closes the current connection (1000) and stops: `next` returns `None`.
+    pub fn close(&mut self) {
+        self.dead = true;
+        if let Some(c) = self.client.take() {
+            let _ = c.close(close::NORMAL, "");
+        }
+    }
+
+    /// The next thing that happened, waiting for it; `None` once the client gave up
+    /// or was closed.
+    pub fn next(&mut self) -> Option<Incoming> {
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                return Some(item);
+            }
+            if self.dead {
+                return None;
+            }
+            match self.client.as_mut() {
+                Some(client) => match client.read() {
+                    Ok(Event::Text(text)) => return Some(self.on_text(text)),
+                    Ok(Event::Binary(data)) => {
+                        return Some(Incoming::Other(String::from_utf8_lossy(&data).into_owned()))
+                    }
+                    Ok(Event::Ping(_) | Event::Pong(_)) => {}
+                    Ok(Event::Close(_)) | Err(_) => self.client = None,
+                },
+                None => self.reconnect(),
+            }
+        }
+    }
+
+    fn on_text(&mut self, text: String) -> Incoming {
+        match parse_envelope(&text) {
+            Ok((name, data)) if name == "end" => {
+                let ms = |key: &str| {
+                    data.get(key)
+                        .and_then(Value::as_u64)
+                        .map(Duration::from_millis)
+                };
+                if let (Some(min), Some(max)) = (ms("minDelayMs"), ms("maxDelayMs")) {
+                    self.hint = Some((min, max.max(min)));
+                }
+                Incoming::End(data)
+            }
+            Ok((name, data)) => Incoming::Event(name, data),
+            Err(_) => Incoming::Other(text),
+        }
+    }
+
+    /// One attempt: report it (the caller sees [`Incoming::Reconnecting`] first), then,
+    /// on the next call, wait and connect.
+    fn reconnect(&mut self) {
+        if let Some(delay) = self.due.take() {
+            std::thread::sleep(delay);
+            if let Ok(client) = self.open() {
+                self.client = Some(client);
+                self.failed = 0;
+                self.hint = None;
+                self.pending.push_back(Incoming::Ready);
+            }
+            return;
+        }
+        if self.failed >= self.options.max_attempts {
+            self.dead = true;
+            self.pending.push_back(Incoming::ReconnectionFail);
+            return;
+        }
+        self.failed += 1;
+        let delay = self.delay();
+        self.due = Some(delay);
+        self.pending.push_back(Incoming::Reconnecting {
+            attempt: self.failed,
+            delay,
+        });
+    }
+
+    /// The wait before the next attempt: within the server's `end` window if it gave
+    /// one, else `min_delay` doubled per failed attempt up to `max_delay`; either way
+    /// spread at random so that clients do not all come back at once.
+    fn delay(&mut self) -> Duration {
+        let mut bytes = [0u8; 4];
+        let r = match self.random.fill(&mut bytes) {
+            Ok(()) => f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX),
+            Err(_) => 0.5,
+        };
+        if let Some((min, max)) = self.hint.take() {
+            return min + (max - min).mul_f64(r);
+        }
+        let doubling = 2u32.saturating_pow(self.failed.saturating_sub(1).min(16));
+        let full = self
+            .options
+            .min_delay
+            .saturating_mul(doubling)
+            .min(self.options.max_delay);
+        // "Equal jitter": half fixed, half random.
+        full / 2 + (full / 2).mul_f64(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = Url::parse("ws://127.0.0.1:9001/chat?room=a").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.target.as_str()),
+            ("127.0.0.1", 9001, "/chat?room=a")
+        );
+        assert_eq!(u.host_header(), "127.0.0.1:9001");
+        let u = Url::parse("ws://example.com").unwrap();
+        assert_eq!(
+            (u.port, u.target.as_str(), u.host_header().as_str()),
+            (80, "/", "example.com")
+        );
+        let u = Url::parse("ws://example.com?x=1").unwrap();
+        assert_eq!(u.target, "/?x=1");
+        let u = Url::parse("ws://[::1]:9001/").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.host_header().as_str()),
+            ("::1", "[::1]:9001")
+        );
+        for bad in [
+            "http://x/",
+            "wss://x/",
+            "ws://",
+            "ws://:80/",
+            "ws://x:port/",
+            "ws://u@x/",
+            "ws://x/a b",
+            "ws://[::1/",
+        ] {
+            assert!(Url::parse(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_follows_the_end_hint() {
+        let mut c = EventClient {
+            url: String::new(),
+            options: Options {
+                min_delay: Duration::from_millis(100),
+                max_delay: Duration::from_millis(1000),
+                ..Options::default()
+            },
+            client: None,
+            failed: 0,
+            hint: None,
+            pending: VecDeque::new(),
+            due: None,
+            dead: false,
+            random: Urandom::new(),
+        };
+        for (failed, full) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (9, 1000)] {
+            c.failed = failed;
+            for _ in 0..20 {
+                let d = c.delay();
+                assert!(
+                    d >= Duration::from_millis(full / 2) && d <= Duration::from_millis(full),
+                    "attempt {failed}: {d:?}"
+                );
+            }
+        }
+        c.hint = Some((Duration::from_millis(1000), Duration::from_millis(5000)));
+        let d = c.delay();
+        assert!(
+            d >= Duration::from_millis(1000) && d <= Duration::from_millis(5000),
+            "{d:?}"
+        );
+        assert!(c.hint.is_none(), "the hint is used once");
+    }
+}
