@@ -388,8 +388,8 @@ impl Default for Options {
     }
 }
 
-/// A client that speaks events and reconnects by itself. Call [`EventClient::next`] in
-/// a loop; send with [`EventClient::emit`] or a [`EventClient::sender`].
+/// A client that speaks events and reconnects by itself. Iterate over it (each item
+/// waits for the next thing to happen); send with [`EventClient::emit`] or a [`EventClient::sender`].
 pub struct EventClient {
     url: String,
     options: Options,
@@ -406,7 +406,7 @@ pub struct EventClient {
 }
 
 impl EventClient {
-    /// Connects; the first [`EventClient::next`] returns [`Incoming::Ready`]. A first
+    /// Connects; the first item is [`Incoming::Ready`]. A first
     /// connection that fails is an error: nothing was lost yet to come back to.
     pub fn connect(url: &str, options: Options) -> Result<EventClient, Error> {
         let mut me = EventClient {
@@ -445,30 +445,6 @@ impl EventClient {
         self.dead = true;
         if let Some(c) = self.client.take() {
             let _ = c.close(close::NORMAL, "");
-        }
-    }
-
-    /// The next thing that happened, waiting for it; `None` once the client gave up
-    /// or was closed.
-    pub fn next(&mut self) -> Option<Incoming> {
-        loop {
-            if let Some(item) = self.pending.pop_front() {
-                return Some(item);
-            }
-            if self.dead {
-                return None;
-            }
-            match self.client.as_mut() {
-                Some(client) => match client.read() {
-                    Ok(Event::Text(text)) => return Some(self.on_text(text)),
-                    Ok(Event::Binary(data)) => {
-                        return Some(Incoming::Other(String::from_utf8_lossy(&data).into_owned()))
-                    }
-                    Ok(Event::Ping(_) | Event::Pong(_)) => {}
-                    Ok(Event::Close(_)) | Err(_) => self.client = None,
-                },
-                None => self.reconnect(),
-            }
         }
     }
 
@@ -537,6 +513,36 @@ impl EventClient {
             .min(self.options.max_delay);
         // "Equal jitter": half fixed, half random.
         full / 2 + (full / 2).mul_f64(r)
+    }
+}
+
+/// Each item is the next thing that happened, waited for; the iteration ends once
+/// the client gave up or was closed.
+impl Iterator for EventClient {
+    type Item = Incoming;
+
+    /// The next thing that happened, waiting for it; `None` once the client gave up
+    /// or was closed.
+    fn next(&mut self) -> Option<Incoming> {
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                return Some(item);
+            }
+            if self.dead {
+                return None;
+            }
+            match self.client.as_mut() {
+                Some(client) => match client.read() {
+                    Ok(Event::Text(text)) => return Some(self.on_text(text)),
+                    Ok(Event::Binary(data)) => {
+                        return Some(Incoming::Other(String::from_utf8_lossy(&data).into_owned()))
+                    }
+                    Ok(Event::Ping(_) | Event::Pong(_)) => {}
+                    Ok(Event::Close(_)) | Err(_) => self.client = None,
+                },
+                None => self.reconnect(),
+            }
+        }
     }
 }
 
