@@ -10,7 +10,7 @@
 //!   its handlers) just before it blocks in `read`, so the answers to everything one
 //!   read returned leave in one system call;
 //! - frames from other threads (a broadcast, a reply to another connection) are handed
-//!   to a writer thread ([`super::writer`]), which sends them once the socket has room;
+//!   to a writer thread (`super::writer`), which sends them once the socket has room;
 //! - when the socket is full, what is left waits for the writer to see room (`poll`).
 //!
 //! The queue is bounded in bytes ([`super::Config::max_queue_bytes`]). A frame from

@@ -13,7 +13,7 @@
 //! - one reader thread per connection, with a small stack: it runs the handshake,
 //!   then reads, decodes and calls the handler, so one connection's messages are
 //!   handled in order; it sends its own answers before it blocks again;
-//! - [`Config::writer_threads`] writer threads ([`writer`]): they send what other
+//! - [`Config::writer_threads`] writer threads (`writer`): they send what other
 //!   threads queued (broadcasts, replies to other connections) and what full sockets
 //!   left behind, never blocking on any one peer;
 //! - one thread that answers connections turned away (503, 429), so that the accept
@@ -109,7 +109,7 @@ pub struct Config {
     /// After SIGINT or SIGTERM, how long closing handshakes may take before the
     /// process exits anyway. Default 5 s.
     pub shutdown_grace: Duration,
-    /// Threads that send for other threads (see [`writer`]). Default 1: on the 2-core
+    /// Threads that send for other threads (see `writer`). Default 1: on the 2-core
     /// machine of docs/PERFORMANCE.md one writer delivered a broadcast burst to 1000
     /// clients at 4.4 M frames/s and two at 2.6 M, since more frames pile up per
     /// `sendmsg` and the reference counts of shared frames stay on one core.
