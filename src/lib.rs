@@ -13,6 +13,7 @@ pub mod client;
 pub mod envelope;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod loadgen;
 pub mod protocol;
 pub mod server;
 pub mod socket;

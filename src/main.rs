@@ -23,6 +23,13 @@ usage:
       --protocol P                  offer subprotocol P (repeatable)
   switchboard bench codec [--seconds S]
                                     measure masking and frame decoding in-process
+  switchboard bench echo URL        load a ws:// server; each prints one JSON line
+      [--conns 50] [--inflight 16] [--size 32] [--seconds 10]
+  switchboard bench broadcast URL   (against a server in broadcast mode)
+      [--subs 100] [--stalled 0] [--messages 1000] [--rate 100] [--size 32] [--drain 5]
+  switchboard bench hold URL [--conns 1000] [--seconds 10]
+  switchboard bench chat URL        (against examples/chat.rs)
+      [--users 50] [--every 1] [--seconds 10]
   switchboard --help | --version
 
 server options (defaults in docs/OPERATIONS.md):
@@ -265,12 +272,94 @@ fn send_line(sender: &Sender, line: &str, json: bool) -> Result<(), ClientError>
 }
 
 fn run_bench(args: &[String]) -> Result<(), String> {
+    let scenario = args.first().map(String::as_str);
+    if scenario == Some("codec") {
+        return run_bench_codec(&args[1..]);
+    }
+    let url = args
+        .get(1)
+        .filter(|u| !u.starts_with("--"))
+        .ok_or("bench: give a ws:// URL after the scenario")?;
+    let mut opts: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
+    let mut it = args[2..].iter();
+    while let Some(arg) = it.next() {
+        let name = arg
+            .strip_prefix("--")
+            .ok_or_else(|| format!("bench: unexpected '{arg}'"))?;
+        let v: f64 = number(value(&mut it, arg)?, arg)?;
+        if !(v >= 0.0 && v.is_finite()) {
+            return Err(format!("{arg}: give a number of 0 or more"));
+        }
+        opts.insert(name, v);
+    }
+    let mut take = |name: &str, default: f64| opts.remove(name).unwrap_or(default);
+    let url = url.clone();
+    let run: Box<dyn FnOnce() -> Result<serde_json::Value, String>> = match scenario {
+        Some("echo") => {
+            let (c, w, size, secs) = (
+                take("conns", 50.0),
+                take("inflight", 16.0),
+                take("size", 32.0),
+                take("seconds", 10.0),
+            );
+            Box::new(move || {
+                switchboard::loadgen::echo(
+                    &url,
+                    c as usize,
+                    w.max(1.0) as usize,
+                    size as usize,
+                    secs.max(0.1),
+                )
+            })
+        }
+        Some("broadcast") => {
+            let (subs, stalled, n, rate, size, drain) = (
+                take("subs", 100.0),
+                take("stalled", 0.0),
+                take("messages", 1000.0),
+                take("rate", 100.0),
+                take("size", 32.0),
+                take("drain", 5.0),
+            );
+            Box::new(move || {
+                switchboard::loadgen::broadcast(
+                    &url,
+                    subs as usize,
+                    stalled as usize,
+                    n as u64,
+                    rate,
+                    size as usize,
+                    drain,
+                )
+            })
+        }
+        Some("hold") => {
+            let (c, secs) = (take("conns", 1000.0), take("seconds", 10.0));
+            Box::new(move || switchboard::loadgen::hold(&url, c as usize, secs))
+        }
+        Some("chat") => {
+            let (users, every, secs) = (
+                take("users", 50.0),
+                take("every", 1.0),
+                take("seconds", 10.0),
+            );
+            Box::new(move || {
+                switchboard::loadgen::chat(&url, users as usize, every.max(0.001), secs)
+            })
+        }
+        _ => return Err("bench: echo, broadcast, hold, chat or codec".into()),
+    };
+    if let Some(unused) = opts.keys().next() {
+        return Err(format!("bench: --{unused} does not apply here"));
+    }
+    let report = run()?;
+    println!("{report}");
+    Ok(())
+}
+
+fn run_bench_codec(args: &[String]) -> Result<(), String> {
     let mut seconds = 1.0f64;
     let mut it = args.iter();
-    match it.next().map(String::as_str) {
-        Some("codec") => {}
-        _ => return Err("bench: say which benchmark ('codec')".into()),
-    }
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--seconds" => {

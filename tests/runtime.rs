@@ -381,3 +381,35 @@ fn sigterm_exits_0_after_the_grace_period_with_a_silent_client() {
         .expect("the server exits");
     assert!(status.success(), "exit status {status}");
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let server = Server::start(&["--log-format", "json", "--log-level", "debug"]);
+    let mut c = server.client();
+    c.close_normally();
+    assert!(
+        server
+            .stderr
+            .wait_for(TIMEOUT, |l| l.contains("\"msg\":\"closed\"")),
+        "{:?}",
+        server.stderr.snapshot()
+    );
+    let lines = server.stderr.snapshot();
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert!(
+            v["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{line}"
+        );
+        assert!(v["level"].is_string() && v["msg"].is_string(), "{line}");
+    }
+    let open: serde_json::Value = lines
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["msg"] == "open")
+        .expect("an open record");
+    assert_eq!(open["level"], "debug");
+    assert_eq!(open["target"], "/");
+    assert!(open["conn"].is_u64());
+}

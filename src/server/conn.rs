@@ -404,8 +404,18 @@ impl Conn {
 
     /// Queues a frame encoded once for many connections (see [`Frame`]).
     pub fn send_frame(self: &Arc<Self>, frame: &Frame) -> Result<(), Error> {
+        self.send_frame_batched(frame, None)
+    }
+
+    /// [`Conn::send_frame`] for a broadcast, which hands every connection that needs
+    /// its writer over at once (see `enqueue_batched`).
+    pub(super) fn send_frame_batched(
+        self: &Arc<Self>,
+        frame: &Frame,
+        batch: Option<&mut Vec<Arc<Conn>>>,
+    ) -> Result<(), Error> {
         let len = frame.bytes.len();
-        self.enqueue(len, true, |out| out.push_shared(&frame.bytes))?;
+        self.enqueue_batched(len, true, |out| out.push_shared(&frame.bytes), batch)?;
         if self.shared.config.trace_frames {
             if let Some((header, at)) = parse_own_header(&frame.bytes) {
                 self.trace_out(header, &frame.bytes[at..]);
@@ -456,6 +466,18 @@ impl Conn {
         is_message: bool,
         append: impl FnOnce(&mut Outbound),
     ) -> Result<(), Error> {
+        self.enqueue_batched(len, is_message, append, None)
+    }
+
+    /// [`Conn::enqueue`]; with `batch`, a connection that needs its writer is added
+    /// to `batch` for the caller to hand over with others, in one go.
+    fn enqueue_batched(
+        self: &Arc<Self>,
+        len: usize,
+        is_message: bool,
+        append: impl FnOnce(&mut Outbound),
+        batch: Option<&mut Vec<Arc<Conn>>>,
+    ) -> Result<(), Error> {
         let own = self.on_reader_thread();
         let metrics = &self.shared.metrics;
         let mut out = self.lock();
@@ -499,7 +521,10 @@ impl Conn {
         } else if !out.scheduled {
             out.scheduled = true;
             drop(out);
-            self.schedule();
+            match batch {
+                Some(batch) => batch.push(self.clone()),
+                None => self.schedule(),
+            }
         }
         Ok(())
     }

@@ -5,6 +5,8 @@
 //! |---|---|
 //! | `GET /health` | 200, `{"status":"ok","connections":N}`; 503 with `"status":"shutting_down"` once a shutdown started, so a load balancer stops sending clients |
 //! | `GET /metrics` | 200, the Prometheus text format ([`super::metrics`]) |
+//! | `GET /client.js` | the browser client (`web/client.js`) |
+//! | `GET /` | a demo page on the browser client (`web/index.html`) |
 //! | any other path | 404 |
 //! | any other method | 405 with `Allow: GET` |
 
@@ -12,6 +14,11 @@ use super::Server;
 use crate::protocol::handshake::{reason_phrase, Request};
 use std::io::Write;
 use std::net::TcpStream;
+
+/// The browser client, plain JavaScript with no build step.
+pub const CLIENT_JS: &str = include_str!("../../web/client.js");
+/// A demo page on the browser client.
+const DEMO_PAGE: &str = include_str!("../../web/index.html");
 
 /// A whole response: status line, headers, body.
 pub(super) fn response(
@@ -51,6 +58,8 @@ fn route(server: &Server, method: &str, path: &str) -> (&'static str, u16, Vec<u
     let known = match path {
         "/health" => "/health",
         "/metrics" => "/metrics",
+        "/client.js" => "/client.js",
+        "/" | "/index.html" => "/",
         _ => "other",
     };
     if method != "GET" {
@@ -92,6 +101,21 @@ fn route(server: &Server, method: &str, path: &str) -> (&'static str, u16, Vec<u
                 ),
             )
         }
+        "/client.js" => (
+            known,
+            200,
+            response(
+                200,
+                "application/javascript; charset=utf-8",
+                &[],
+                CLIENT_JS.as_bytes(),
+            ),
+        ),
+        "/" => (
+            known,
+            200,
+            response(200, "text/html; charset=utf-8", &[], DEMO_PAGE.as_bytes()),
+        ),
         _ => (
             known,
             404,

@@ -373,15 +373,26 @@ impl Server {
     /// copied. Returns how many connections took it (a connection that is closing, or
     /// whose queue overflows, does not).
     pub fn broadcast(&self, frame: &Frame) -> usize {
-        let registry = self
-            .shared
-            .registry
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
-        registry
+        let shared = &self.shared;
+        let mut batch = Vec::new();
+        let registry = shared.registry.read().unwrap_or_else(|p| p.into_inner());
+        let taken = registry
             .values()
-            .filter(|c| c.send_frame(frame).is_ok())
-            .count()
+            .filter(|c| c.send_frame_batched(frame, Some(&mut batch)).is_ok())
+            .count();
+        drop(registry);
+        // One hand-over per writer rather than one per connection.
+        let n = shared.writers.len();
+        let mut per_writer: Vec<Vec<Arc<Conn>>> = vec![Vec::new(); n];
+        for conn in batch {
+            per_writer[(conn.id() as usize) % n].push(conn);
+        }
+        for (w, conns) in shared.writers.iter().zip(per_writer) {
+            if !conns.is_empty() {
+                w.schedule_many(conns);
+            }
+        }
+        taken
     }
 
     /// Starts a graceful shutdown: stops accepting, lets the handler say goodbye

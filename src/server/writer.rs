@@ -53,6 +53,15 @@ impl Writer {
         self.wake();
     }
 
+    /// Hands over many connections with one lock and at most one wake-up.
+    pub(super) fn schedule_many(&self, conns: impl IntoIterator<Item = Arc<Conn>>) {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(conns);
+        self.wake();
+    }
+
     fn wake(&self) {
         if self.sleeping.swap(false, SeqCst) {
             // A full pipe means a wake-up is already pending; nothing is lost.

@@ -1,0 +1,165 @@
+/*
+ * switchboard client.js: events over a WebSocket, for browsers, with no build step.
+ *
+ *   var client = new WsClient('ws://' + location.host + '/', { protocols: ['v1'] });
+ *   client.on('ready', function () { client.emit('join', { name: 'ann' }); })
+ *         .on('userlist', function (names) { console.log(names); });
+ *
+ * Messages are JSON text frames {"event": name, "data": any}. Besides the server's
+ * events, the client emits its own:
+ *   ready             connected (first time or again); data {protocol}
+ *   reconnecting      the connection is gone; data {attempt, delay} (ms)
+ *   reconnectionFail  maxAttempts attempts in a row failed; the client stops
+ *   end               the server is restarting; the client comes back within the
+ *                     window it gave (minDelayMs..maxDelayMs)
+ *   close             the socket closed; data {code, reason}
+ *   message           a message that is not an event (data: the text or value)
+ * on('*', fn) sees every event as fn(name, data).
+ *
+ * Browsers cannot set request headers on a WebSocket; a value such as a session id
+ * travels as a subprotocol (options.protocols), and the server selects it back.
+ */
+(function (root) {
+  'use strict';
+
+  function WsClient(url, options) {
+    if (!(this instanceof WsClient)) {
+      return new WsClient(url, options);
+    }
+    options = options || {};
+    this.url = url;
+    this.protocols = options.protocols;
+    this.maxAttempts = options.maxAttempts === undefined ? 3 : options.maxAttempts;
+    this.minDelay = options.minDelay === undefined ? 1000 : options.minDelay;
+    this.maxDelay = options.maxDelay === undefined ? 30000 : options.maxDelay;
+    this.listeners = {};
+    this.attempts = 0;
+    this.hint = null;
+    this.stopped = false;
+    this.socket = null;
+    this.protocol = '';
+    var self = this;
+    // Let the caller register listeners before anything is emitted.
+    setTimeout(function () { self._connect(); }, 0);
+  }
+
+  WsClient.prototype.on = function (event, fn) {
+    (this.listeners[event] = this.listeners[event] || []).push(fn);
+    return this;
+  };
+
+  WsClient.prototype.off = function (event, fn) {
+    var fns = this.listeners[event] || [];
+    this.listeners[event] = fns.filter(function (f) { return f !== fn; });
+    return this;
+  };
+
+  /** Sends an event; returns false when not connected (nothing is queued). */
+  WsClient.prototype.emit = function (event, data) {
+    if (!this.socket || this.socket.readyState !== 1) {
+      return false;
+    }
+    this.socket.send(JSON.stringify({ event: event, data: data === undefined ? null : data }));
+    return true;
+  };
+
+  /** Closes with 1000 and does not come back. */
+  WsClient.prototype.close = function () {
+    this.stopped = true;
+    if (this.socket) {
+      this.socket.close(1000);
+    }
+  };
+
+  WsClient.prototype._fire = function (event, data) {
+    var fns = (this.listeners[event] || []).slice();
+    for (var i = 0; i < fns.length; i++) {
+      fns[i].call(this, data);
+    }
+    var any = (this.listeners['*'] || []).slice();
+    for (var j = 0; j < any.length; j++) {
+      any[j].call(this, event, data);
+    }
+  };
+
+  WsClient.prototype._connect = function () {
+    var self = this;
+    var ws;
+    try {
+      ws = this.protocols ? new WebSocket(this.url, this.protocols) : new WebSocket(this.url);
+    } catch (e) {
+      // A malformed URL or protocol list: no retry can fix it.
+      this.stopped = true;
+      this._fire('reconnectionFail', { error: String(e) });
+      return;
+    }
+    this.socket = ws;
+    ws.onopen = function () {
+      self.attempts = 0;
+      self.hint = null;
+      self.protocol = ws.protocol;
+      self._fire('ready', { protocol: ws.protocol });
+    };
+    ws.onmessage = function (m) {
+      var msg;
+      try {
+        msg = JSON.parse(m.data);
+      } catch (e) {
+        self._fire('message', m.data);
+        return;
+      }
+      if (!msg || typeof msg.event !== 'string') {
+        self._fire('message', msg);
+        return;
+      }
+      if (msg.event === 'end' && msg.data && typeof msg.data.minDelayMs === 'number' &&
+          typeof msg.data.maxDelayMs === 'number') {
+        self.hint = [msg.data.minDelayMs, Math.max(msg.data.minDelayMs, msg.data.maxDelayMs)];
+      }
+      self._fire(msg.event, msg.data === undefined ? null : msg.data);
+    };
+    ws.onclose = function (e) {
+      self._fire('close', { code: e.code, reason: e.reason });
+      if (!self.stopped) {
+        self._retry();
+      }
+    };
+    // A failed connection also closes; onclose decides what to do.
+    ws.onerror = function () {};
+  };
+
+  WsClient.prototype._retry = function () {
+    if (this.attempts >= this.maxAttempts) {
+      this.stopped = true;
+      this._fire('reconnectionFail', { attempts: this.attempts });
+      return;
+    }
+    this.attempts += 1;
+    var delay = this._delay();
+    this._fire('reconnecting', { attempt: this.attempts, delay: delay });
+    var self = this;
+    setTimeout(function () {
+      if (!self.stopped) {
+        self._connect();
+      }
+    }, delay);
+  };
+
+  /* Within the window the server's `end` gave, once; otherwise minDelay doubled per
+   * attempt up to maxDelay, half of it fixed and half random, so that clients do not
+   * all come back at once. */
+  WsClient.prototype._delay = function () {
+    if (this.hint) {
+      var h = this.hint;
+      this.hint = null;
+      return Math.round(h[0] + Math.random() * (h[1] - h[0]));
+    }
+    var full = Math.min(this.maxDelay, this.minDelay * Math.pow(2, this.attempts - 1));
+    return Math.round(full / 2 + Math.random() * full / 2);
+  };
+
+  root.WsClient = WsClient;
+  if (typeof module !== 'undefined' && module.exports) {
+    module.exports = WsClient;
+  }
+})(typeof window !== 'undefined' ? window : this);
