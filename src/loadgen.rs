@@ -256,6 +256,7 @@ pub fn broadcast(
                         Err(_) => break,
                     }
                 }
+                let _ = c.close(1000, "");
                 (got, out_of_order, hist)
             })
         })
@@ -274,6 +275,7 @@ pub fn broadcast(
                 Err(_) => break,
             }
         }
+        let _ = publisher.close(1000, "");
     });
     let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
     let send_start = Instant::now();
