@@ -46,6 +46,9 @@ server options (defaults in docs/OPERATIONS.md):
       --max-connections-per-ip N    over it, HTTP 429 (default: no limit)
       --writer-threads N            threads sending for other threads (default 1)
       --thread-stack-bytes N        stack of each connection thread (default 131072)
+      --admin-listen ADDR           admin listener (JSON of the connections); loopback
+                                    unless --admin-token is given (default: none)
+      --admin-token TOKEN           bearer token the admin listener requires
       --log-format human|json       log line format (default human)
       --log-level debug|info|warn|error
 ";
@@ -136,6 +139,8 @@ fn server_option<'a>(
                 return Err(format!("{arg}: at least 32768"));
             }
         }
+        "--admin-listen" => config.admin_listen = Some(value(it, arg)?.to_owned()),
+        "--admin-token" => config.admin_token = Some(value(it, arg)?.to_owned()),
         "--log-format" => {
             config.log_format = match value(it, arg)? {
                 "human" => log::Format::Human,

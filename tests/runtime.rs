@@ -413,3 +413,106 @@ fn json_logs_are_one_object_per_line() {
     assert_eq!(open["target"], "/");
     assert!(open["conn"].is_u64());
 }
+
+/// The admin listener's address, from the server's log.
+fn admin_addr(server: &Server) -> std::net::SocketAddr {
+    assert!(
+        server
+            .stderr
+            .wait_for(TIMEOUT, |l| l.contains("admin listener")),
+        "{:?}",
+        server.stderr.snapshot()
+    );
+    let line = server
+        .stderr
+        .snapshot()
+        .into_iter()
+        .find(|l| l.contains("admin listener"))
+        .unwrap();
+    line.split("address=")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn admin_get(addr: std::net::SocketAddr, path: &str, auth: Option<&str>) -> (u16, String) {
+    let mut c = Client::raw(addr);
+    let auth = auth
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    c.send(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n").as_bytes(),
+        Whole,
+    );
+    let text = c.read_to_end_text();
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned(),
+    )
+}
+
+#[test]
+fn admin_listener_lists_connections_with_their_handshake() {
+    let server = Server::start(&["--admin-listen", "127.0.0.1:0"]);
+    let admin = admin_addr(&server);
+    let mut c = Client::raw(server.addr);
+    c.send(b"GET /room?userId=23&softId=web%20app HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nX-Custom: a\r\nX-Custom: b\r\n\r\n", Whole);
+    assert!(c.read_http_head().starts_with("HTTP/1.1 101 "));
+    let (status, body) = admin_get(admin, "/connections", None);
+    assert_eq!(status, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    let conn = &list[0];
+    assert!(conn["connectionId"].is_u64());
+    assert_eq!(conn["address"], c.stream.local_addr().unwrap().to_string());
+    assert_eq!(conn["url"], "/room?userId=23&softId=web%20app");
+    assert_eq!(conn["path"], "/room");
+    assert_eq!(
+        conn["query"],
+        serde_json::json!({"userId": "23", "softId": "web app"})
+    );
+    assert_eq!(conn["headers"]["host"], "127.0.0.1");
+    assert_eq!(conn["headers"]["x-custom"], "a, b");
+    assert!(conn["time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(admin_get(admin, "/nope", None).0, 404);
+    c.close_normally();
+    assert!(wait_until(TIMEOUT, || admin_get(
+        admin,
+        "/connections",
+        None
+    )
+    .1 == "[]"));
+}
+
+#[test]
+fn admin_listener_with_a_token_refuses_requests_without_it() {
+    let server = Server::start(&["--admin-listen", "127.0.0.1:0", "--admin-token", "s3cret"]);
+    let admin = admin_addr(&server);
+    let (status, _) = admin_get(admin, "/health", None);
+    assert_eq!(status, 401);
+    assert_eq!(admin_get(admin, "/health", Some("s3creT")).0, 401);
+    let (status, body) = admin_get(admin, "/health", Some("s3cret"));
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn admin_listener_off_loopback_needs_a_token() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "echo",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "0.0.0.0:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("set an admin token"),
+        "{output:?}"
+    );
+}

@@ -19,6 +19,7 @@
 //! - one thread that answers connections turned away (503, 429), so that the accept
 //!   loop never waits on a client.
 
+pub mod admin;
 pub mod conn;
 pub mod echo;
 pub mod events;
@@ -118,6 +119,13 @@ pub struct Config {
     /// heap and the read path does not recurse; handlers needing deep recursion
     /// should raise it.
     pub thread_stack_bytes: usize,
+    /// Address of the admin listener (docs/OPERATIONS.md), such as `127.0.0.1:9101`.
+    /// Default `None`: no admin listener. It must be a loopback address unless
+    /// `admin_token` is set.
+    pub admin_listen: Option<String>,
+    /// Bearer token the admin listener requires. Default `None`: none, which is only
+    /// allowed on a loopback address.
+    pub admin_token: Option<String>,
     /// Print every frame in and out, annotated, on stdout.
     pub trace_frames: bool,
     /// Log lines: human-readable or JSON.
@@ -144,6 +152,8 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(5),
             writer_threads: 1,
             thread_stack_bytes: 128 * 1024,
+            admin_listen: None,
+            admin_token: None,
             trace_frames: false,
             log_format: log::Format::Human,
             log_level: Level::Info,
@@ -491,6 +501,21 @@ impl Server {
             })?;
         }
         let rejecter = self.start_rejecter()?;
+        let admin_addr = match &shared.config.admin_listen {
+            Some(addr) => {
+                let admin = admin::bind(addr, shared.config.admin_token.as_deref())?;
+                let local = admin.local_addr()?;
+                let server = self.clone();
+                self.spawn("admin".into(), 128 * 1024, move || {
+                    admin::serve(&server, admin)
+                })?;
+                shared
+                    .log
+                    .log(Level::Info, None, "admin listener", &[("address", &local)]);
+                Some(local)
+            }
+            None => None,
+        };
         ready(listener.local_addr()?);
         while !self.is_shutting_down() {
             let (stream, peer) = match listener.accept() {
@@ -512,6 +537,10 @@ impl Server {
         }
         drop(listener);
         drop(rejecter);
+        if let Some(addr) = admin_addr {
+            // Wake the admin thread so that it sees the shutdown and ends.
+            let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+        }
         self.wait_drained();
         for w in &shared.writers {
             w.stop();
