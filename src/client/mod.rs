@@ -409,7 +409,14 @@ impl EventClient {
     /// Connects; the first item is [`Incoming::Ready`]. A first
     /// connection that fails is an error: nothing was lost yet to come back to.
     pub fn connect(url: &str, options: Options) -> Result<EventClient, Error> {
-        let mut me = EventClient {
+        let mut me = EventClient::unconnected(url, options);
+        me.client = Some(me.open()?);
+        me.pending.push_back(Incoming::Ready);
+        Ok(me)
+    }
+
+    fn unconnected(url: &str, options: Options) -> EventClient {
+        EventClient {
             url: url.to_owned(),
             options,
             client: None,
@@ -419,10 +426,7 @@ impl EventClient {
             due: None,
             dead: false,
             random: Urandom::new(),
-        };
-        me.client = Some(me.open()?);
-        me.pending.push_back(Incoming::Ready);
-        Ok(me)
+        }
     }
 
     fn open(&self) -> Result<Client, Error> {
@@ -586,21 +590,14 @@ mod tests {
 
     #[test]
     fn backoff_doubles_within_jitter_and_follows_the_end_hint() {
-        let mut c = EventClient {
-            url: String::new(),
-            options: Options {
+        let mut c = EventClient::unconnected(
+            "",
+            Options {
                 min_delay: Duration::from_millis(100),
                 max_delay: Duration::from_millis(1000),
                 ..Options::default()
             },
-            client: None,
-            failed: 0,
-            hint: None,
-            pending: VecDeque::new(),
-            due: None,
-            dead: false,
-            random: Urandom::new(),
-        };
+        );
         for (failed, full) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (9, 1000)] {
             c.failed = failed;
             for _ in 0..20 {

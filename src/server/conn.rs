@@ -545,15 +545,7 @@ impl Conn {
 
     /// Queues the close frame, with the deadline the writer thread enforces.
     fn start_close(&self, out: &mut Outbound, code: u16, reason: &str, scheduled: bool) {
-        let mut payload = Vec::new();
-        close::encode_payload(code, reason, &mut payload);
-        let header = FrameHeader::new(true, OpCode::Close, None, payload.len() as u64);
-        if self.shared.config.trace_frames {
-            self.trace_out(header, &payload);
-        }
-        out.push_small(&header, &payload);
-        out.phase = Phase::Closing;
-        out.close_sent = Some(code);
+        self.queue_close(out, Some(code), reason);
         out.close_deadline = Some(Instant::now() + self.shared.config.ws.close_timeout);
         out.scheduled = scheduled || out.scheduled;
     }
@@ -566,6 +558,12 @@ impl Conn {
         if out.phase != Phase::Open {
             return;
         }
+        self.queue_close(&mut out, code, reason);
+    }
+
+    /// Queues a close frame with `code` (none: an empty payload, 1005 in our records)
+    /// and stops accepting data frames (5.5.1).
+    fn queue_close(&self, out: &mut Outbound, code: Option<u16>, reason: &str) {
         let mut payload = Vec::new();
         if let Some(code) = code {
             close::encode_payload(code, reason, &mut payload);

@@ -176,26 +176,12 @@ impl Builder {
                 .logger()
                 .set_hook(Some(Arc::new(move |record: &Record| {
                     if let Some(shared) = weak.upgrade() {
-                        emitter.emit(&Server { shared }, None, "log", &record_json(record));
+                        emitter.emit(&Server { shared }, None, "log", &record.to_json());
                     }
                 })));
         }
         Ok(server)
     }
-}
-
-fn record_json(r: &Record) -> Value {
-    let mut map = serde_json::Map::new();
-    map.insert("time".into(), r.time.clone().into());
-    map.insert("level".into(), r.level.name().into());
-    if let Some(id) = r.conn {
-        map.insert("conn".into(), id.into());
-    }
-    map.insert("msg".into(), r.message.clone().into());
-    for (k, v) in &r.fields {
-        map.insert((*k).into(), v.clone().into());
-    }
-    Value::Object(map)
 }
 
 /// What [`Server::builder`] built: the listeners by event name.

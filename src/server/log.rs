@@ -61,6 +61,22 @@ pub struct Record {
 }
 
 impl Record {
+    /// The record as a JSON object: `time`, `level`, `conn` (if any), `msg`, then the
+    /// fields.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        map.insert("time".into(), self.time.clone().into());
+        map.insert("level".into(), self.level.name().into());
+        if let Some(id) = self.conn {
+            map.insert("conn".into(), id.into());
+        }
+        map.insert("msg".into(), self.message.clone().into());
+        for (k, v) in &self.fields {
+            map.insert((*k).into(), v.clone().into());
+        }
+        serde_json::Value::Object(map)
+    }
+
     /// The record as one line, without the newline.
     pub fn line(&self, format: Format) -> String {
         let mut out = String::with_capacity(96);
@@ -79,19 +95,7 @@ impl Record {
                     }
                 }
             }
-            Format::Json => {
-                let mut map = serde_json::Map::new();
-                map.insert("time".into(), self.time.clone().into());
-                map.insert("level".into(), self.level.name().into());
-                if let Some(id) = self.conn {
-                    map.insert("conn".into(), id.into());
-                }
-                map.insert("msg".into(), self.message.clone().into());
-                for (k, v) in &self.fields {
-                    map.insert((*k).into(), v.clone().into());
-                }
-                out = serde_json::Value::Object(map).to_string();
-            }
+            Format::Json => out = self.to_json().to_string(),
         }
         out
     }
