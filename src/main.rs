@@ -14,6 +14,7 @@ usage:
   switchboard echo [options]        echo every message back to its sender
       --listen ADDR                 address to listen on (default 127.0.0.1:9001)
       --mode echo|broadcast         back to the sender, or to every connection (default echo)
+      --protocol NAME               a subprotocol to select when offered (repeatable)
       --trace-frames                print every frame in and out, annotated
       --max-messages-per-second N   per connection; 0 for no limit (default 0 here)
       and the server options below
@@ -183,6 +184,7 @@ fn run_echo(args: &[String]) -> Result<(), String> {
     };
     let mut listen = String::from("127.0.0.1:9001");
     let mut broadcast = false;
+    let mut protocols = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -192,6 +194,7 @@ fn run_echo(args: &[String]) -> Result<(), String> {
                 "broadcast" => broadcast = true,
                 other => return Err(format!("--mode {other}: 'echo' or 'broadcast'")),
             },
+            "--protocol" => protocols.push(value(&mut it, arg)?.to_owned()),
             other => {
                 if !server_option(&mut config, other, &mut it)? {
                     return Err(format!("echo: unknown option '{other}'"));
@@ -200,9 +203,9 @@ fn run_echo(args: &[String]) -> Result<(), String> {
         }
     }
     let server = if broadcast {
-        Server::new(config, echo::Broadcast)
+        Server::new(config, echo::Broadcast { protocols })
     } else {
-        Server::new(config, echo::Echo)
+        Server::new(config, echo::Echo { protocols })
     }
     .map_err(|e| e.to_string())?;
     listen_and_run(&listen, server)

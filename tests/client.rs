@@ -167,3 +167,15 @@ fn event_client_gives_up_after_max_attempts() {
     assert_eq!(client.next(), None);
     assert!(client.emit("x", &json!(1)).is_err());
 }
+
+#[test]
+fn echo_selects_the_first_offered_subprotocol_it_speaks() {
+    let server = Server::start(&["--protocol", "chat", "--protocol", "json"]);
+    let url = format!("ws://{}/", server.addr);
+    let c = Client::connect_with(&url, &["x", "json", "chat"], Duration::from_secs(5)).unwrap();
+    assert_eq!(c.protocol(), Some("json"));
+    c.close(1000, "").unwrap();
+    let c = Client::connect_with(&url, &["x"], Duration::from_secs(5)).unwrap();
+    assert_eq!(c.protocol(), None);
+    c.close(1000, "").unwrap();
+}

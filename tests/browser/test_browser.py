@@ -28,7 +28,8 @@ TIMEOUT = 60  # seconds for the browser to start, load and exchange
 
 def start_server(binary):
     proc = subprocess.Popen(
-        [binary, "echo", "--listen", "127.0.0.1:0", "--mode", "broadcast"],
+        [binary, "echo", "--listen", "127.0.0.1:0", "--mode", "broadcast",
+         "--protocol", "switchboard.v1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline().strip()
     if not line.startswith("listening on "):
@@ -148,6 +149,9 @@ def main():
         report = observer.wait_for(lambda m: m.get("event") == "selftest", TIMEOUT)
         check("the browser receives the event back and reports", report is not None
               and report["data"].get("ok") is True, repr(report))
+        check("the browser offered a subprotocol and the server selected it",
+              report is not None and report["data"].get("protocol") == "switchboard.v1",
+              repr(report))
         if report:
             print("   browser:", report["data"].get("userAgent"))
     finally:
