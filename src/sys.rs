@@ -10,10 +10,16 @@
 //! - [`raise_open_file_limit`]: a server holding thousands of connections needs more
 //!   than the usual soft limit of 1024 descriptors.
 //!
-//! The declarations are Linux's (glibc and musl share them): the constants below are
-//! the same on every Linux architecture.
+//! The declarations and constants are those of Linux on x86_64 and aarch64, with glibc
+//! or musl; other targets are refused at compile time rather than miscompiled.
 
 #![allow(unsafe_code)]
+
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+compile_error!("src/sys.rs declares Linux x86_64/aarch64 system calls; port it first");
 
 use std::io::{self, IoSlice, PipeReader, PipeWriter};
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
@@ -31,6 +37,9 @@ pub const POLLIN: i16 = 0x1;
 const SIGINT: CInt = 2;
 const SIGTERM: CInt = 15;
 const RLIMIT_NOFILE: CInt = 7;
+const F_GETFL: CInt = 3;
+const F_SETFL: CInt = 4;
+const O_NONBLOCK: CInt = 0o4000;
 
 #[repr(C)]
 struct MsgHdr {
@@ -67,6 +76,8 @@ extern "C" {
     fn c_poll(fds: *mut PollFd, nfds: u64, timeout_ms: CInt) -> CInt;
     fn signal(signum: CInt, handler: usize) -> usize;
     fn write(fd: CInt, buf: *const u8, count: usize) -> isize;
+    fn fcntl(fd: CInt, cmd: CInt, ...) -> CInt;
+    fn __errno_location() -> *mut CInt;
     fn getrlimit(resource: CInt, rlim: *mut RLimit) -> CInt;
     fn setrlimit(resource: CInt, rlim: *const RLimit) -> CInt;
 }
@@ -128,9 +139,16 @@ extern "C" fn on_signal(signum: CInt) {
     let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
     if fd >= 0 {
         let byte = signum as u8;
-        // SAFETY: write(2) is async-signal-safe; `byte` lives for the call. A full
-        // pipe drops the byte, which is fine: one byte already waits to be read.
-        unsafe { write(fd, &byte, 1) };
+        // SAFETY: write(2) is async-signal-safe and `byte` lives for the call. The
+        // write end is non-blocking: a full pipe drops the byte rather than hang the
+        // interrupted thread, and bytes already wait to be read. errno is saved and
+        // restored, since the thread we interrupted may be about to read it.
+        unsafe {
+            let errno = __errno_location();
+            let saved = *errno;
+            write(fd, &byte, 1);
+            *errno = saved;
+        }
     }
 }
 
@@ -139,6 +157,15 @@ extern "C" fn on_signal(signum: CInt) {
 pub fn on_shutdown_signals() -> io::Result<PipeReader> {
     let (reader, writer): (PipeReader, PipeWriter) = io::pipe()?;
     let fd = writer.into_raw_fd();
+    // SAFETY: `fd` is the pipe's write end, which we own; F_GETFL/F_SETFL only change
+    // its flags.
+    let set = unsafe {
+        let flags = fcntl(fd, F_GETFL);
+        flags >= 0 && fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0
+    };
+    if !set {
+        return Err(io::Error::last_os_error());
+    }
     if SIGNAL_PIPE
         .compare_exchange(-1, fd, Ordering::SeqCst, Ordering::SeqCst)
         .is_err()

@@ -254,3 +254,40 @@ fn log_listeners_see_records_and_error_listeners_see_bad_input() {
         "debug records reach listeners too"
     );
 }
+
+/// A handler of the runtime's own trait that panics: the connection is closed with
+/// 1011 and counted out, and the server carries on.
+#[test]
+fn a_panicking_runtime_handler_closes_its_connection_with_1011() {
+    use switchboard::server::{Config, Conn, Handler, Message};
+    struct Fragile;
+    impl Handler for Fragile {
+        fn on_message(&self, _: &Server, conn: &Arc<Conn>, message: Message) {
+            if message == Message::Text("boom".into()) {
+                panic!("handler bug");
+            }
+            let _ = conn.send_message(message);
+        }
+    }
+    let server = Server::new(Config::default(), Fragile).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let runner = server.clone();
+    let thread = thread::spawn(move || runner.run(listener).unwrap());
+    let mut c = Client::raw(addr);
+    c.handshake();
+    c.send_text("fine");
+    c.expect_frame(TEXT, b"fine");
+    c.send_text("boom");
+    c.expect_close(Some(1011));
+    drop(c);
+    assert!(wait_until(TIMEOUT, || server.connection_count() == 0));
+    let mut d = Client::raw(addr);
+    d.handshake();
+    d.send_text("still serving");
+    d.expect_frame(TEXT, b"still serving");
+    d.close_normally();
+    server.shutdown();
+    thread.join().unwrap();
+    assert_eq!(server.metrics().closes_with(1011), 1);
+}

@@ -516,3 +516,71 @@ fn admin_listener_off_loopback_needs_a_token() {
         "{output:?}"
     );
 }
+
+/// A second signal while connections are still closing ends the process at once.
+#[test]
+fn a_second_sigint_exits_at_once_with_1() {
+    let mut server = Server::start(&["--shutdown-grace", "30"]);
+    let mut c = server.client();
+    server.signal("INT");
+    let close = c.recv().expect("a close frame");
+    assert_eq!(close_code(&close), 1001);
+    // The client does not answer: the server would wait up to its close timeout.
+    let start = Instant::now();
+    server.signal("INT");
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .expect("the server exits");
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+/// A client that pauses reading while broadcasts keep coming gets everything once it
+/// reads again: the writer keeps polling for room even while new jobs keep it busy.
+#[test]
+fn a_client_that_pauses_under_sustained_broadcasts_catches_up() {
+    let server = Server::start(&["--mode", "broadcast", "--max-queue-bytes", "67108864"]);
+    let count = 600u32;
+    let size = 16 * 1024;
+    let mut publisher = server.client();
+    let mut steady = server.client();
+    let mut pausing = server.client();
+    let mut writer = publisher.stream.try_clone().unwrap();
+    thread::scope(|s| {
+        s.spawn(move || {
+            for i in 0..count {
+                let mut p = vec![7u8; size];
+                p[..4].copy_from_slice(&i.to_be_bytes());
+                std::io::Write::write_all(&mut writer, &frame_bytes(true, 0, BINARY, &p)).unwrap();
+            }
+        });
+        let readers: Vec<_> = [&mut publisher, &mut steady, &mut pausing]
+            .into_iter()
+            .enumerate()
+            .map(|(who, c)| {
+                s.spawn(move || {
+                    if who == 2 {
+                        // Stay away while the broadcasts pile up; then read them all.
+                        thread::sleep(Duration::from_millis(500));
+                    }
+                    for i in 0..count {
+                        let f = c.recv().expect("a frame");
+                        assert_eq!(f.opcode, BINARY, "client {who}");
+                        assert_eq!(f.payload[..4], i.to_be_bytes(), "client {who}");
+                    }
+                })
+            })
+            .collect();
+        for r in readers {
+            r.join().unwrap();
+        }
+    });
+    assert_eq!(server.metric("switchboard_queue_overflows_total"), 0);
+    for mut c in [publisher, steady, pausing] {
+        c.close_normally();
+    }
+}

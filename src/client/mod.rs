@@ -388,6 +388,9 @@ impl Default for Options {
     }
 }
 
+/// The longest wait a server's `end` can ask of an [`EventClient`]: 10 minutes.
+pub const MAX_SERVER_DELAY: Duration = Duration::from_secs(600);
+
 /// A client that speaks events and reconnects by itself. Iterate over it (each item
 /// waits for the next thing to happen); send with [`EventClient::emit`] or a [`EventClient::sender`].
 pub struct EventClient {
@@ -507,6 +510,9 @@ impl EventClient {
             Err(_) => 0.5,
         };
         if let Some((min, max)) = self.hint.take() {
+            // A server's window is followed, up to a bound: a bad value must not park
+            // the client for ever.
+            let (min, max) = (min.min(MAX_SERVER_DELAY), max.min(MAX_SERVER_DELAY));
             return min + (max - min).mul_f64(r);
         }
         let doubling = 2u32.saturating_pow(self.failed.saturating_sub(1).min(16));
@@ -608,12 +614,15 @@ mod tests {
                 );
             }
         }
-        c.hint = Some((Duration::from_millis(1000), Duration::from_millis(5000)));
+        c.hint = Some((Duration::from_millis(200), Duration::from_millis(300)));
         let d = c.delay();
         assert!(
-            d >= Duration::from_millis(1000) && d <= Duration::from_millis(5000),
+            d >= Duration::from_millis(200) && d <= Duration::from_millis(300),
             "{d:?}"
         );
         assert!(c.hint.is_none(), "the hint is used once");
+        // A window past MAX_SERVER_DELAY is cut to it.
+        c.hint = Some((Duration::from_secs(u64::MAX / 2000), Duration::MAX));
+        assert_eq!(c.delay(), MAX_SERVER_DELAY);
     }
 }

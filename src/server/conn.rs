@@ -492,15 +492,16 @@ impl Conn {
             // The writer thread logs it: this may run under the registry's lock (a
             // broadcast), where no callback such as a `log` listener may run.
             out.overflowed = Some(out.queued);
-            self.start_close(
-                &mut out,
-                close::POLICY_VIOLATION,
-                "send queue overflow",
-                false,
-            );
+            let hand_over =
+                self.start_close(&mut out, close::POLICY_VIOLATION, "send queue overflow");
             drop(out);
             inc(&metrics.queue_overflows);
-            self.schedule();
+            match batch {
+                Some(batch) if hand_over => batch.push(self.clone()),
+                _ if hand_over => self.schedule(),
+                // The writer has it: wake it to see the new deadline.
+                _ => self.shared.writer_for(self.id).nudge(),
+            }
             return Err(Error::QueueOverflow);
         }
         append(&mut out);
@@ -537,17 +538,25 @@ impl Conn {
         if out.phase != Phase::Open {
             return false;
         }
-        self.start_close(&mut out, code, reason, true);
+        let hand_over = self.start_close(&mut out, code, reason);
         drop(out);
-        self.schedule();
+        if hand_over {
+            self.schedule();
+        } else {
+            // The writer has it: wake it to see the new deadline.
+            self.shared.writer_for(self.id).nudge();
+        }
         true
     }
 
-    /// Queues the close frame, with the deadline the writer thread enforces.
-    fn start_close(&self, out: &mut Outbound, code: u16, reason: &str, scheduled: bool) {
+    /// Queues the close frame, with the deadline the writer thread enforces, and marks
+    /// the connection as the writer's. Returns whether the caller must hand it over
+    /// (it was not the writer's already).
+    #[must_use]
+    fn start_close(&self, out: &mut Outbound, code: u16, reason: &str) -> bool {
         self.queue_close(out, Some(code), reason);
         out.close_deadline = Some(Instant::now() + self.shared.config.ws.close_timeout);
-        out.scheduled = scheduled || out.scheduled;
+        !std::mem::replace(&mut out.scheduled, true)
     }
 
     /// Queues the close frame that ends a connection from its reader thread: the

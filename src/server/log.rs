@@ -121,7 +121,8 @@ impl Logger {
         }
     }
 
-    /// Sets the hook that sees every record, whatever its level.
+    /// Sets the hook that sees every record, whatever its level. It runs on the thread
+    /// that logs, writer threads included: it must not block.
     pub fn set_hook(&self, hook: Option<Hook>) {
         *self.hook.write().unwrap_or_else(|p| p.into_inner()) = hook;
     }
@@ -152,7 +153,9 @@ impl Logger {
             let _ = std::io::stderr().lock().write_all(line.as_bytes());
         }
         if let Some(hook) = hook {
-            hook(&record);
+            // A listener that panics must not take the logging thread with it (a
+            // writer thread logs too). Its panic is not logged: that could loop.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&record)));
         }
     }
 }

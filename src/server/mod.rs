@@ -179,6 +179,8 @@ pub enum Error {
     HeartbeatTimeout,
     /// No message within [`Config::idle_timeout`].
     IdleTimeout,
+    /// The handler panicked; closed with 1011.
+    HandlerFailed,
 }
 
 impl Error {
@@ -191,6 +193,7 @@ impl Error {
             Error::QueueOverflow | Error::RateLimited => Some(close::POLICY_VIOLATION),
             Error::HeartbeatTimeout => Some(CLOSE_HEARTBEAT_TIMEOUT),
             Error::IdleTimeout => Some(CLOSE_IDLE_TIMEOUT),
+            Error::HandlerFailed => Some(close::INTERNAL_ERROR),
         }
     }
 
@@ -203,6 +206,7 @@ impl Error {
             Error::RateLimited => "message rate exceeded",
             Error::HeartbeatTimeout => "heartbeat timeout",
             Error::IdleTimeout => "idle timeout",
+            Error::HandlerFailed => "internal error",
         }
     }
 }
@@ -424,7 +428,9 @@ impl Server {
         if let Some(addr) = addr {
             let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
         }
-        shared.handler.on_shutdown(self);
+        guarded(shared, None, "on_shutdown", || {
+            shared.handler.on_shutdown(self)
+        });
         for conn in self.connections() {
             conn.close(close::GOING_AWAY, "server shutting down");
         }
@@ -441,7 +447,8 @@ impl Server {
         self.shared.threads.load(SeqCst)
     }
 
-    /// Calls [`Server::shutdown`] on SIGINT or SIGTERM. Once per process.
+    /// Calls [`Server::shutdown`] on SIGINT or SIGTERM; a second signal ends the process
+    /// at once, with status 1. Once per process.
     pub fn shutdown_on_signals(&self) -> io::Result<()> {
         let mut pipe = sys::on_shutdown_signals()?;
         let server = self.clone();
@@ -450,12 +457,28 @@ impl Server {
             .stack_size(64 * 1024)
             .spawn(move || {
                 let mut byte = [0u8; 1];
-                if pipe.read_exact(&mut byte).is_ok() {
+                let mut first = true;
+                while pipe.read_exact(&mut byte).is_ok() {
                     let name = if byte[0] == 15 { "SIGTERM" } else { "SIGINT" };
-                    server
-                        .logger()
-                        .log(Level::Info, None, "signal received", &[("signal", &name)]);
-                    server.shutdown();
+                    if first {
+                        server.logger().log(
+                            Level::Info,
+                            None,
+                            "signal received",
+                            &[("signal", &name)],
+                        );
+                        server.shutdown();
+                        first = false;
+                    } else {
+                        // A second signal while closing: the operator does not want to wait.
+                        server.logger().log(
+                            Level::Warn,
+                            None,
+                            "second signal, exiting now",
+                            &[("signal", &name)],
+                        );
+                        std::process::exit(1);
+                    }
                 }
             })?;
         Ok(())
@@ -670,12 +693,6 @@ impl Server {
         while *active > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                shared.log.log(
-                    Level::Warn,
-                    None,
-                    "grace period over",
-                    &[("connections_left", &*active)],
-                );
                 break;
             }
             active = shared
@@ -683,6 +700,41 @@ impl Server {
                 .wait_timeout(active, left)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+        }
+        let left = *active;
+        drop(active);
+        if left > 0 {
+            shared.log.log(
+                Level::Warn,
+                None,
+                "grace period over, dropping the rest",
+                &[("connections_left", &left)],
+            );
+            // Their threads end once their sockets are shut; without the writers, no
+            // close deadline would do it.
+            for conn in self.connections() {
+                conn.abort();
+            }
+        }
+    }
+}
+
+/// Runs a handler method, catching a panic: it is logged, and `None` returned, so that
+/// the connection is closed (1011) and counted out like any other, rather than left
+/// behind in the registry by an unwinding thread.
+fn guarded<T>(
+    shared: &Shared,
+    conn: Option<u64>,
+    what: &'static str,
+    f: impl FnOnce() -> T,
+) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            shared
+                .log
+                .log(Level::Error, conn, "handler panicked", &[("in", &what)]);
+            None
         }
     }
 }
@@ -788,7 +840,16 @@ fn serve_connection(server: &Server, stream: TcpStream, peer: SocketAddr, id: u6
             return;
         }
     };
-    let protocol = match shared.handler.on_upgrade(&request, &offer, peer) {
+    let decided = guarded(shared, Some(id), "on_upgrade", || {
+        shared.handler.on_upgrade(&request, &offer, peer)
+    })
+    .unwrap_or_else(|| {
+        Err(Reject {
+            status: 500,
+            body: "internal error".into(),
+        })
+    });
+    let protocol = match decided {
         // A subprotocol the client did not offer would make it fail the connection (4.1).
         Ok(p) => p.filter(|p| offer.protocols.contains(p)),
         Err(reject) => {
@@ -837,8 +898,12 @@ fn serve_connection(server: &Server, stream: TcpStream, peer: SocketAddr, id: u6
         // The shutdown's sweep may have missed it: close it like the others.
         conn.close(close::GOING_AWAY, "server shutting down");
     }
-    shared.handler.on_open(server, &conn);
-    let end = read_loop(server, &conn, leftover);
+    let end = match guarded(shared, Some(id), "on_open", || {
+        shared.handler.on_open(server, &conn)
+    }) {
+        Some(()) => read_loop(server, &conn, leftover),
+        None => End::Failed(Error::HandlerFailed),
+    };
     end_connection(server, &conn, end);
     conn::set_reader_of(0);
 }
@@ -1061,7 +1126,12 @@ impl Input<'_> {
             if config.idle_timeout.is_some() {
                 self.beat.last_message = Instant::now();
             }
-            shared.handler.on_message(self.server, conn, message);
+            let handled = guarded(shared, Some(conn.id()), "on_message", || {
+                shared.handler.on_message(self.server, conn, message)
+            });
+            if handled.is_none() {
+                return Some(End::Failed(Error::HandlerFailed));
+            }
         }
         None
     }
@@ -1213,7 +1283,9 @@ fn end_connection(server: &Server, conn: &Arc<Conn>, end: End) {
     );
     shared.metrics.closed_with(close_code);
     shared.metrics.connections.fetch_sub(1, SeqCst);
-    shared.handler.on_close(server, conn, close_code);
+    guarded(shared, Some(conn.id()), "on_close", || {
+        shared.handler.on_close(server, conn, close_code)
+    });
     // The close frame gets out, then a lingering close ends TCP (7.1.1: the server
     // closes TCP first).
     let deadline = Instant::now() + config.ws.close_timeout;

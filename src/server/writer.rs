@@ -62,6 +62,11 @@ impl Writer {
         self.wake();
     }
 
+    /// Makes the writer go round its set once more, to see a new deadline.
+    pub(super) fn nudge(&self) {
+        self.wake();
+    }
+
     fn wake(&self) {
         if self.sleeping.swap(false, SeqCst) {
             // A full pipe means a wake-up is already pending; nothing is lost.
@@ -117,11 +122,17 @@ pub(super) fn run(index: usize, shared: Weak<Shared>) {
                 }
             }
         }
-        // Sleep only if no job arrived since the list was taken; see `Writer::wake`.
+        if me.stop.load(SeqCst) {
+            return;
+        }
+        // Sleep only if no job arrived since the list was taken (see `Writer::wake`).
+        // When jobs are waiting, poll all the same, without waiting: a connection
+        // kept for lack of room must learn that it has room again, even while
+        // broadcasts keep the job list full.
         me.sleeping.store(true, SeqCst);
-        if !me.jobs.lock().unwrap_or_else(|p| p.into_inner()).is_empty() || me.stop.load(SeqCst) {
+        let jobs_waiting = !me.jobs.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+        if jobs_waiting {
             me.sleeping.store(false, SeqCst);
-            continue;
         }
         fds.clear();
         fds.push(PollFd {
@@ -130,14 +141,28 @@ pub(super) fn run(index: usize, shared: Weak<Shared>) {
             revents: 0,
         });
         for conn in &set {
-            let events = if conn.lock().is_empty() { 0 } else { POLLOUT };
+            // Room to write is what every member waits for, except a closing one whose
+            // close went out: it waits only for its deadline (POLLOUT would fire at
+            // once, for ever). A member whose queue someone else emptied is woken at
+            // once and leaves the set.
+            let out = conn.lock();
+            let events = if out.is_empty() && out.phase != Phase::Open {
+                0
+            } else {
+                POLLOUT
+            };
+            drop(out);
             fds.push(PollFd {
                 fd: conn.stream.as_raw_fd(),
                 events,
                 revents: 0,
             });
         }
-        let timeout = next_deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let timeout = if jobs_waiting {
+            Some(Duration::ZERO)
+        } else {
+            next_deadline.map(|d| d.saturating_duration_since(Instant::now()))
+        };
         if let Err(e) = sys::poll(&mut fds, timeout) {
             // EINVAL or ENOMEM: nothing sensible to wait on. Retry soon rather than spin.
             if let Some(s) = shared.upgrade() {
