@@ -3,7 +3,8 @@
 //!
 //! The layers, bottom up: [`protocol`] is RFC 6455 without I/O; [`socket`] runs it over
 //! any blocking `Read + Write`; [`server`] accepts connections, queues and sends
-//! frames, keeps connections alive and enforces limits. DESIGN.md beside the
+//! frames, keeps connections alive and enforces limits; [`store`] keeps sessions,
+//! history and the bus between nodes; [`client`] connects to a server. DESIGN.md beside the
 //! repository is the map.
 
 #![deny(unsafe_code)]
@@ -17,5 +18,6 @@ pub mod loadgen;
 pub mod protocol;
 pub mod server;
 pub mod socket;
+pub mod store;
 mod sys;
 pub mod time;

@@ -1,0 +1,149 @@
+//! Back ends behind small traits: [`Sessions`] (what the site wrote about who is who),
+//! [`History`] (messages kept for late or returning readers) and [`Bus`] (fan-out
+//! between nodes). This layer knows neither sockets nor users: keys, values, streams
+//! and channels only.
+//!
+//! [`memory`] is the embedded default, so that switchboard runs with no Redis at all;
+//! a Redis back end implements the same traits for sites whose sessions live there.
+
+pub mod memory;
+
+use serde_json::Value;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+/// What can go wrong in a store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The back end cannot be reached now; the caller may retry later.
+    Unavailable(String),
+    /// The back end answered something this layer cannot use.
+    Invalid(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Unavailable(why) => write!(f, "store unavailable: {why}"),
+            Error::Invalid(why) => write!(f, "store answer not usable: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A change to a session key, for connections whose membership follows it live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyEvent {
+    /// The key was set (created or overwritten).
+    Set(String),
+    /// The key was deleted or expired.
+    Deleted(String),
+}
+
+/// Session keys: plain string values under plain string keys, as a site writes them
+/// (`session-store-<id>` holding a user id, or a user id holding a session id).
+pub trait Sessions: Send + Sync {
+    /// The value under `key`, if it is there and not expired.
+    fn get(&self, key: &str) -> Result<Option<String>, Error>;
+    /// Sets `key`, expiring after `ttl` if given.
+    fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), Error>;
+    /// Deletes `key`; returns whether it was there.
+    fn delete(&self, key: &str) -> Result<bool, Error>;
+    /// Every later change to any key.
+    fn watch(&self) -> Result<Receiver<KeyEvent>, Error>;
+}
+
+/// The id of a history entry: milliseconds since the epoch and a sequence number
+/// within that millisecond, written `ms-seq` as Redis stream ids are. Ids of one
+/// stream only grow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EntryId {
+    /// Milliseconds since the Unix epoch.
+    pub ms: u64,
+    /// Order within the millisecond.
+    pub seq: u64,
+}
+
+impl fmt::Display for EntryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+impl FromStr for EntryId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bad = || Error::Invalid(format!("{s:?} is not an entry id (ms-seq)"));
+        let (ms, seq) = s.split_once('-').ok_or_else(bad)?;
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        if !digits(ms) || !digits(seq) {
+            return Err(bad());
+        }
+        Ok(EntryId {
+            ms: ms.parse().map_err(|_| bad())?,
+            seq: seq.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// Bounded streams of JSON entries: room messages, private messages.
+pub trait History: Send + Sync {
+    /// Appends `entry` to `stream`; returns its id. The oldest entries beyond the
+    /// store's bound are dropped.
+    fn append(&self, stream: &str, entry: &Value) -> Result<EntryId, Error>;
+    /// Up to `limit` entries after `after` (from the oldest kept, with `None`), oldest
+    /// first.
+    fn after(
+        &self,
+        stream: &str,
+        after: Option<EntryId>,
+        limit: usize,
+    ) -> Result<Vec<(EntryId, Value)>, Error>;
+    /// Up to `limit` of the newest entries, oldest first.
+    fn last(&self, stream: &str, limit: usize) -> Result<Vec<(EntryId, Value)>, Error>;
+}
+
+/// Publish and subscribe on named channels, the way nodes hear each other and the
+/// site's back end reaches users (channel `notifications`).
+pub trait Bus: Send + Sync {
+    /// Sends `payload` to every subscriber of `channel`.
+    fn publish(&self, channel: &str, payload: &str) -> Result<(), Error>;
+    /// Every later message on `channel`.
+    fn subscribe(&self, channel: &str) -> Result<Receiver<String>, Error>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_ids_parse_print_and_order() {
+        let id: EntryId = "1700000000000-3".parse().unwrap();
+        assert_eq!(
+            id,
+            EntryId {
+                ms: 1_700_000_000_000,
+                seq: 3
+            }
+        );
+        assert_eq!(id.to_string(), "1700000000000-3");
+        assert!(EntryId { ms: 1, seq: 9 } < EntryId { ms: 2, seq: 0 });
+        for bad in [
+            "",
+            "1",
+            "1-",
+            "-1",
+            "a-1",
+            "1-2-3",
+            "+1-2",
+            "1 -2",
+            "99999999999999999999-0",
+        ] {
+            assert!(bad.parse::<EntryId>().is_err(), "{bad:?} was accepted");
+        }
+    }
+}
