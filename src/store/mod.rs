@@ -7,6 +7,7 @@
 //! a Redis back end implements the same traits for sites whose sessions live there.
 
 pub mod memory;
+pub mod redis;
 
 use serde_json::Value;
 use std::fmt;

@@ -1,0 +1,335 @@
+//! The Redis back end: session keys with `GET`/`SET`/`DEL` and keyspace notifications,
+//! history in streams (`XADD ... MAXLEN ~`, `XRANGE`), the bus with `PUBLISH` and
+//! `SUBSCRIBE`. Keys and values are exactly what a site writes; nothing is wrapped.
+//!
+//! Commands share one connection behind a lock; a command that fails drops it, and the
+//! next one connects again, so an outage costs the calls made during it
+//! ([`Error::Unavailable`]) and nothing after. Each subscription has its own
+//! connection and thread, which reconnects with backoff and subscribes again; it
+//! counts its subscriptions ([`RedisStore::subscriptions`]) so that the caller can see
+//! an outage end.
+
+use super::{Bus, EntryId, Error, History, KeyEvent, Sessions};
+use serde_json::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// Settings of the Redis back end.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `redis://host:port/db`.
+    pub url: String,
+    /// Deadline of each connection attempt and each command. Default 2 s.
+    pub timeout: Duration,
+    /// Entries kept per history stream (`XADD MAXLEN ~`). Default 1000.
+    pub max_history: usize,
+}
+
+impl Config {
+    /// Defaults for `url`.
+    pub fn new(url: &str) -> Self {
+        Config {
+            url: url.to_owned(),
+            timeout: Duration::from_secs(2),
+            max_history: 1000,
+        }
+    }
+}
+
+/// Sessions, history and bus on one Redis server.
+pub struct RedisStore {
+    config: Config,
+    client: redis::Client,
+    db: i64,
+    conn: Mutex<Option<redis::Connection>>,
+    subscriptions: Arc<AtomicU64>,
+}
+
+fn unavailable(e: redis::RedisError) -> Error {
+    Error::Unavailable(e.to_string())
+}
+
+impl RedisStore {
+    /// A store for `config.url`; no connection is made until the first command.
+    pub fn new(config: Config) -> Result<RedisStore, Error> {
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| Error::Invalid(format!("{}: {e}", config.url)))?;
+        let db = client.get_connection_info().redis_settings().db();
+        Ok(RedisStore {
+            config,
+            client,
+            db,
+            conn: Mutex::new(None),
+            subscriptions: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// How many times a subscription connected and subscribed, the first time
+    /// included: it grows again when subscriptions come back after an outage.
+    pub fn subscriptions(&self) -> u64 {
+        self.subscriptions.load(Ordering::Relaxed)
+    }
+
+    fn connect(&self) -> Result<redis::Connection, Error> {
+        let conn = self
+            .client
+            .get_connection_with_timeout(self.config.timeout)
+            .map_err(unavailable)?;
+        conn.set_read_timeout(Some(self.config.timeout))
+            .map_err(unavailable)?;
+        conn.set_write_timeout(Some(self.config.timeout))
+            .map_err(unavailable)?;
+        Ok(conn)
+    }
+
+    /// Runs one command on the shared connection, connecting first if needed.
+    fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, Error> {
+        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(self.connect()?);
+        }
+        let Some(conn) = slot.as_mut() else {
+            return Err(Error::Unavailable("no connection".into()));
+        };
+        match cmd.query(conn) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                // A reply we cannot use is not an outage; anything else drops the
+                // connection so that the next command starts afresh.
+                if e.kind() == redis::ErrorKind::Parse
+                    || e.kind() == redis::ErrorKind::UnexpectedReturnType
+                {
+                    return Err(Error::Invalid(e.to_string()));
+                }
+                *slot = None;
+                Err(unavailable(e))
+            }
+        }
+    }
+
+    /// Makes sure Redis sends keyspace notifications for string commands, generic
+    /// commands and expiries (`K$gx` added to `notify-keyspace-events`). Returns the
+    /// flags in force, so that the caller can log them. A managed Redis that forbids
+    /// `CONFIG SET` gives an error saying so.
+    pub fn enable_keyspace_events(&self) -> Result<String, Error> {
+        let current: Vec<String> = self.query(
+            redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("notify-keyspace-events"),
+        )?;
+        let flags = current.get(1).cloned().unwrap_or_default();
+        let mut wanted = flags.clone();
+        for f in ['K', '$', 'g', 'x'] {
+            // 'A' already covers '$', 'g' and 'x'.
+            let covered = wanted.contains(f) || (f != 'K' && wanted.contains('A'));
+            if !covered {
+                wanted.push(f);
+            }
+        }
+        if wanted != flags {
+            let _: () = self
+                .query(
+                    redis::cmd("CONFIG")
+                        .arg("SET")
+                        .arg("notify-keyspace-events")
+                        .arg(&wanted),
+                )
+                .map_err(|e| Error::Unavailable(format!("cannot enable keyspace events: {e}")))?;
+        }
+        Ok(wanted)
+    }
+
+    /// A thread that keeps a (pattern) subscription alive and forwards what arrives.
+    fn subscription<T: Send + 'static>(
+        &self,
+        name: &str,
+        pattern: bool,
+        convert: impl Fn(&redis::Msg) -> Option<T> + Send + 'static,
+    ) -> Result<Receiver<T>, Error> {
+        let (tx, rx) = channel();
+        let client = self.client.clone();
+        let timeout = self.config.timeout;
+        let subscriptions = self.subscriptions.clone();
+        let name = name.to_owned();
+        thread::Builder::new()
+            .name(format!("redis-sub {name}"))
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                subscribe_loop(client, timeout, &name, pattern, &tx, subscriptions, convert)
+            })
+            .map_err(|e| Error::Unavailable(format!("no thread for a subscription: {e}")))?;
+        Ok(rx)
+    }
+}
+
+/// Subscribes, forwards messages, and on any failure waits (0.1 s doubling to 5 s)
+/// and subscribes again. Ends when the receiver is dropped.
+fn subscribe_loop<T>(
+    client: redis::Client,
+    timeout: Duration,
+    name: &str,
+    pattern: bool,
+    tx: &Sender<T>,
+    subscriptions: Arc<AtomicU64>,
+    convert: impl Fn(&redis::Msg) -> Option<T>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let mut first = true;
+    loop {
+        if !first {
+            thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        first = false;
+        let Ok(mut conn) = client.get_connection_with_timeout(timeout) else {
+            continue;
+        };
+        // A read timeout lets the thread notice a dropped receiver and a dead server.
+        if conn.set_read_timeout(Some(Duration::from_secs(1))).is_err() {
+            continue;
+        }
+        let mut pubsub = conn.as_pubsub();
+        let subscribed = if pattern {
+            pubsub.psubscribe(name)
+        } else {
+            pubsub.subscribe(name)
+        };
+        if subscribed.is_err() {
+            continue;
+        }
+        subscriptions.fetch_add(1, Ordering::Relaxed);
+        backoff = Duration::from_millis(100);
+        loop {
+            match pubsub.get_message() {
+                Ok(msg) => {
+                    if let Some(item) = convert(&msg) {
+                        if tx.send(item).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) if e.is_timeout() => {
+                    // Quiet: check the line and whether anyone still listens.
+                    if pubsub.ping::<String>().is_err() {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+impl Sessions for RedisStore {
+    fn get(&self, key: &str) -> Result<Option<String>, Error> {
+        self.query(redis::cmd("GET").arg(key))
+    }
+
+    fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), Error> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value);
+        if let Some(ttl) = ttl {
+            cmd.arg("PX").arg(ttl.as_millis().max(1) as u64);
+        }
+        self.query(&cmd)
+    }
+
+    fn delete(&self, key: &str) -> Result<bool, Error> {
+        let n: i64 = self.query(redis::cmd("DEL").arg(key))?;
+        Ok(n > 0)
+    }
+
+    /// Keyspace notifications of database `db` (see
+    /// [`RedisStore::enable_keyspace_events`]): `set` is a [`KeyEvent::Set`]; `del`,
+    /// `expired` and `evicted` are a [`KeyEvent::Deleted`].
+    fn watch(&self) -> Result<Receiver<KeyEvent>, Error> {
+        let prefix = format!("__keyspace@{}__:", self.db);
+        let pattern = format!("{prefix}*");
+        self.subscription(&pattern, true, move |msg| {
+            let key = msg
+                .get_channel_name()
+                .strip_prefix(prefix.as_str())?
+                .to_owned();
+            let event: String = msg.get_payload().ok()?;
+            match event.as_str() {
+                "set" => Some(KeyEvent::Set(key)),
+                "del" | "expired" | "evicted" => Some(KeyEvent::Deleted(key)),
+                _ => None,
+            }
+        })
+    }
+}
+
+impl History for RedisStore {
+    fn append(&self, stream: &str, entry: &Value) -> Result<EntryId, Error> {
+        let id: String = self.query(
+            redis::cmd("XADD")
+                .arg(stream)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(self.config.max_history)
+                .arg("*")
+                .arg("entry")
+                .arg(entry.to_string()),
+        )?;
+        id.parse()
+    }
+
+    fn after(
+        &self,
+        stream: &str,
+        after: Option<EntryId>,
+        limit: usize,
+    ) -> Result<Vec<(EntryId, Value)>, Error> {
+        let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
+        let rows: Vec<(String, Vec<String>)> = self.query(
+            redis::cmd("XRANGE")
+                .arg(stream)
+                .arg(start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(limit),
+        )?;
+        rows.into_iter().map(entry).collect()
+    }
+
+    fn last(&self, stream: &str, limit: usize) -> Result<Vec<(EntryId, Value)>, Error> {
+        let rows: Vec<(String, Vec<String>)> = self.query(
+            redis::cmd("XREVRANGE")
+                .arg(stream)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(limit),
+        )?;
+        let mut entries = rows.into_iter().map(entry).collect::<Result<Vec<_>, _>>()?;
+        entries.reverse();
+        Ok(entries)
+    }
+}
+
+/// One stream entry as written by [`History::append`]: field `entry`, JSON.
+fn entry((id, fields): (String, Vec<String>)) -> Result<(EntryId, Value), Error> {
+    let json = fields
+        .chunks(2)
+        .find(|kv| kv.first().map(String::as_str) == Some("entry"))
+        .and_then(|kv| kv.get(1))
+        .ok_or_else(|| Error::Invalid(format!("stream entry {id} has no entry field")))?;
+    let value = serde_json::from_str(json)
+        .map_err(|e| Error::Invalid(format!("stream entry {id}: {e}")))?;
+    Ok((id.parse()?, value))
+}
+
+impl Bus for RedisStore {
+    fn publish(&self, name: &str, payload: &str) -> Result<(), Error> {
+        let _receivers: i64 = self.query(redis::cmd("PUBLISH").arg(name).arg(payload))?;
+        Ok(())
+    }
+
+    fn subscribe(&self, name: &str) -> Result<Receiver<String>, Error> {
+        self.subscription(name, false, |msg| msg.get_payload::<String>().ok())
+    }
+}
