@@ -14,6 +14,7 @@ pub mod client;
 pub mod envelope;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hub;
 pub mod loadgen;
 pub mod protocol;
 pub mod server;
