@@ -202,12 +202,12 @@ fn run_echo(args: &[String]) -> Result<(), String> {
             }
         }
     }
-    let server = if broadcast {
-        Server::new(config, echo::Broadcast { protocols })
+    let mode = if broadcast {
+        echo::Mode::Broadcast
     } else {
-        Server::new(config, echo::Echo { protocols })
-    }
-    .map_err(|e| e.to_string())?;
+        echo::Mode::Echo
+    };
+    let server = Server::new(config, echo::Echo { mode, protocols }).map_err(|e| e.to_string())?;
     listen_and_run(&listen, server)
 }
 

@@ -32,6 +32,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -311,6 +312,9 @@ pub struct Conn {
     handshake: Handshake,
     pub(super) stream: TcpStream,
     out: Mutex<Outbound>,
+    /// Mirrors `out.phase == Phase::Open`, so that the reader can check it for every
+    /// message without taking the lock.
+    open: AtomicBool,
     pub(super) shared: Arc<Shared>,
 }
 
@@ -337,6 +341,7 @@ impl Conn {
             handshake,
             stream,
             out: Mutex::new(Outbound::new()),
+            open: AtomicBool::new(true),
             shared,
         }
     }
@@ -358,7 +363,13 @@ impl Conn {
 
     /// Whether data frames are still accepted.
     pub fn is_open(&self) -> bool {
-        self.lock().phase == Phase::Open
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Leaves the open phase (a connection never comes back to it).
+    fn set_phase(&self, out: &mut Outbound, phase: Phase) {
+        out.phase = phase;
+        self.open.store(false, Ordering::Release);
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, Outbound> {
@@ -433,9 +444,7 @@ impl Conn {
     ) -> Result<(), Error> {
         let payload_len = owned.as_ref().map_or(borrowed.len(), Vec::len);
         let header = FrameHeader::new(true, opcode, None, payload_len as u64);
-        if self.shared.config.trace_frames {
-            self.trace_out(header, owned.as_deref().unwrap_or(borrowed));
-        }
+        self.trace_out(header, owned.as_deref().unwrap_or(borrowed));
         let len = header.encoded_len() + payload_len;
         self.enqueue(len, true, move |out| match owned {
             Some(payload) => out.push_frame(&header, payload),
@@ -451,9 +460,7 @@ impl Conn {
         payload: &[u8],
     ) -> Result<(), Error> {
         let header = FrameHeader::new(true, opcode, None, payload.len() as u64);
-        if self.shared.config.trace_frames {
-            self.trace_out(header, payload);
-        }
+        self.trace_out(header, payload);
         self.enqueue(header.encoded_len() + payload.len(), false, |out| {
             out.push_small(&header, payload)
         })
@@ -513,7 +520,7 @@ impl Conn {
             // this connection's handler). The reader waits for room before its next read.
             if out.queued >= READER_FLUSH_BYTES && !out.scheduled {
                 if let Drained::Failed(e) = self.drain(&mut out) {
-                    out.phase = Phase::Done;
+                    self.set_phase(&mut out, Phase::Done);
                     drop(out);
                     let _ = self.stream.shutdown(Shutdown::Both);
                     return Err(Error::Io(e));
@@ -578,11 +585,9 @@ impl Conn {
             close::encode_payload(code, reason, &mut payload);
         }
         let header = FrameHeader::new(true, OpCode::Close, None, payload.len() as u64);
-        if self.shared.config.trace_frames {
-            self.trace_out(header, &payload);
-        }
+        self.trace_out(header, &payload);
         out.push_small(&header, &payload);
-        out.phase = Phase::Closing;
+        self.set_phase(out, Phase::Closing);
         out.close_sent = Some(code.unwrap_or(close::NO_STATUS));
     }
 
@@ -614,7 +619,7 @@ impl Conn {
                 match self.drain(&mut out) {
                     Drained::Empty => return Ok(()),
                     Drained::Failed(e) => {
-                        out.phase = Phase::Done;
+                        self.set_phase(&mut out, Phase::Done);
                         drop(out);
                         let _ = self.stream.shutdown(Shutdown::Both);
                         return Err(Error::Io(e));
@@ -660,7 +665,7 @@ impl Conn {
             match self.drain(&mut out) {
                 Drained::Empty => return Ok(()),
                 Drained::Failed(e) => {
-                    out.phase = Phase::Done;
+                    self.set_phase(&mut out, Phase::Done);
                     return Err(Error::Io(e));
                 }
                 Drained::Blocked => {}
@@ -699,7 +704,7 @@ impl Conn {
     /// of TCP are shut, which also wakes its reader thread.
     pub(super) fn abort(&self) {
         let mut out = self.lock();
-        out.phase = Phase::Done;
+        self.set_phase(&mut out, Phase::Done);
         out.chunks.clear();
         out.queued = 0;
         out.front_sent = 0;
@@ -729,13 +734,16 @@ impl Conn {
     /// Marks the sending side over: the writer drops the connection from its set.
     pub(super) fn finish(&self) {
         let mut out = self.lock();
-        out.phase = Phase::Done;
+        self.set_phase(&mut out, Phase::Done);
         out.chunks.clear();
         out.queued = 0;
     }
 
-    /// Prints one sent frame for `--trace-frames`.
-    pub(super) fn trace_out(&self, header: FrameHeader, payload: &[u8]) {
+    /// Prints one sent frame, with `--trace-frames`.
+    fn trace_out(&self, header: FrameHeader, payload: &[u8]) {
+        if !self.shared.config.trace_frames {
+            return;
+        }
         let preview = payload[..payload.len().min(TRACE_PREVIEW_BYTES)].to_vec();
         let line = describe_frame(Direction::Out, &FrameTrace { header, preview });
         let _ = writeln!(io::stdout().lock(), "[conn {}] {line}", self.id);
