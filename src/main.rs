@@ -4,13 +4,31 @@ use std::net::TcpListener;
 use std::process::ExitCode;
 use std::time::Duration;
 use switchboard::client::{Client, Error as ClientError, Sender};
+use switchboard::hub::{self, auth::Template, Hub};
 use switchboard::protocol::message::Event;
 use switchboard::server::{self, echo, log, Server};
+use switchboard::store::{self, Stores};
 
 const USAGE: &str = "\
 switchboard: a WebSocket server with RFC 6455 written by hand
 
 usage:
+  switchboard serve [options]       sessions, users, notifications, private messages and
+                                    chat rooms (docs/EVENTS.md, docs/OPERATIONS.md)
+      --listen ADDR                 address to listen on (default 127.0.0.1:9001)
+      --redis URL                   sessions, history and bus on Redis, such as
+                                    redis://127.0.0.1:6379/0 (default: in memory)
+      --no-anonymous                connections must authenticate (default: allowed)
+      --auth-timeout SECONDS        time to authenticate then, or close 4002 (default 30)
+      --origin ORIGIN               allow browser pages from ORIGIN only (repeatable)
+      --admin-user ID               a user who may use the admin module (repeatable)
+      --user-session-key T|off      key of a user's session id (default {userId})
+      --session-user-key T|off      key of a session's user id (default session-store-{sessionId})
+      --chat-session-key T|off      key of a session key's user and room
+                                    (default chat-session-{sessionKey})
+      --history N                   entries kept per room or conversation (default 1000)
+      --max-rooms N                 rooms on this node (default 1000)
+      and the server options below
   switchboard echo [options]        echo every message back to its sender
       --listen ADDR                 address to listen on (default 127.0.0.1:9001)
       --mode echo|broadcast         back to the sender, or to every connection (default echo)
@@ -76,6 +94,7 @@ fn run(args: &[String]) -> Result<(), String> {
             Ok(())
         }
         Some("echo") => run_echo(&args[1..]),
+        Some("serve") => run_serve(&args[1..]),
         Some("bench") => run_bench(&args[1..]),
         Some("connect") => run_connect(&args[1..]),
         Some(other) => Err(format!("unknown command '{other}'\n\n{USAGE}")),
@@ -208,6 +227,74 @@ fn run_echo(args: &[String]) -> Result<(), String> {
         echo::Mode::Echo
     };
     let server = Server::new(config, echo::Echo { mode, protocols }).map_err(|e| e.to_string())?;
+    listen_and_run(&listen, server)
+}
+
+fn run_serve(args: &[String]) -> Result<(), String> {
+    let mut config = server::Config::default();
+    let mut hub_config = hub::Config::default();
+    let mut listen = String::from("127.0.0.1:9001");
+    let mut redis_url = None;
+    let mut history = 1000usize;
+    let template = |text: &str, name: &str| -> Result<Option<Template>, String> {
+        if text == "off" {
+            return Ok(None);
+        }
+        Template::parse(text)
+            .map(Some)
+            .map_err(|e| format!("{name}: {e}"))
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--listen" => listen = value(&mut it, arg)?.to_owned(),
+            "--redis" => redis_url = Some(value(&mut it, arg)?.to_owned()),
+            "--no-anonymous" => hub_config.anonymous = false,
+            "--auth-timeout" => hub_config.auth_timeout = seconds(value(&mut it, arg)?, arg)?,
+            "--origin" => hub_config.origins.push(value(&mut it, arg)?.to_owned()),
+            "--admin-user" => hub_config.admins.push(value(&mut it, arg)?.to_owned()),
+            "--user-session-key" => {
+                hub_config.user_session_key = template(value(&mut it, arg)?, arg)?
+            }
+            "--session-user-key" => {
+                hub_config.session_user_key = template(value(&mut it, arg)?, arg)?
+            }
+            "--chat-session-key" => {
+                hub_config.chat_session_key = template(value(&mut it, arg)?, arg)?
+            }
+            "--history" => history = number(value(&mut it, arg)?, arg)?,
+            "--max-rooms" => hub_config.max_rooms = number(value(&mut it, arg)?, arg)?,
+            other => {
+                if !server_option(&mut config, other, &mut it)? {
+                    return Err(format!("serve: unknown option '{other}'"));
+                }
+            }
+        }
+    }
+    if history == 0 {
+        return Err("--history: keep at least 1 entry".into());
+    }
+    let stores = match &redis_url {
+        None => Stores::memory(history),
+        Some(url) => Stores::redis(store::redis::Config {
+            max_history: history,
+            ..store::redis::Config::new(url)
+        })
+        .map_err(|e| format!("--redis: {e}"))?,
+    };
+    let hub = Hub::new(hub_config, stores);
+    let server = hub
+        .install(Server::builder().config(config))
+        .build()
+        .map_err(|e| e.to_string())?;
+    hub.start(&server)
+        .map_err(|e| format!("cannot start: {e}"))?;
+    server.logger().log(
+        log::Level::Info,
+        None,
+        "store",
+        &[("backend", &redis_url.as_deref().unwrap_or("memory"))],
+    );
     listen_and_run(&listen, server)
 }
 

@@ -102,6 +102,14 @@ fn history_in_a_stream_resumes_after_an_id() {
         ids[3..].to_vec()
     );
     assert_eq!(h.after("room:empty", None, 10).unwrap(), vec![]);
+    // XDEL: the entry is gone from reads; a second delete finds nothing.
+    assert!(h.remove("room:lobby", ids[3]).unwrap());
+    assert!(!h.remove("room:lobby", ids[3]).unwrap());
+    let after = h.after("room:lobby", Some(ids[2]), 100).unwrap();
+    assert_eq!(
+        after.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![ids[4]]
+    );
     // The stream is bounded (approximately, as MAXLEN ~ trims whole nodes).
     let bounded = RedisStore::new(Config {
         max_history: 10,

@@ -1,7 +1,1490 @@
-//! Identity and messaging: connections, sessions and users, and the modules that
-//! carry messages between them. The hub knows users, not sockets: it reaches a
-//! connection through the server's handle, by id.
+//! Identity and messaging: connections, sessions and users, and the modules that carry
+//! messages between them (notice, private, chat, admin). The hub knows users, not
+//! sockets: it reaches a connection through the server's handle, by id.
 //!
-//! Built so far: [`identity`], the three maps and their invariants.
+//! Everything meant for users goes out through the bus ([`crate::store::Bus`]): a
+//! node publishes `{"users": [..], "event": .., "data": ..}` on [`Config::channel`], and
+//! every node, itself included, delivers it to the connections of those users that it
+//! holds. With the memory store the bus is in this process; with Redis, a second node
+//! pointed at the same Redis reaches the same users. The site's notifications come in
+//! on [`Config::notifications_channel`] the same way.
+//!
+//! Room state (members, owners, bans) is kept by the node its users are on; it is not
+//! shared between nodes yet. Histories are in the store and shared.
+//!
+//! Threads: one reads the bus, one the notifications, one the session keys' changes,
+//! and one times out connections that do not authenticate and expires in-memory keys.
+//! Each holds the hub weakly and ends when its channel closes.
 
+pub mod auth;
 pub mod identity;
+pub mod rooms;
+
+use crate::server::admin::describe;
+use crate::server::events::{Builder, Ctx};
+use crate::server::log::Level;
+use crate::server::{Accept, AdminRequest, AdminResponse, Server, WeakServer};
+use crate::store::{self, EntryId, KeyEvent, Stores};
+use crate::time::now_iso8601;
+use auth::{Claim, Template};
+use identity::{ConnId, Identity};
+use rooms::{Action, RoomError, Rooms};
+use serde_json::{json, Value};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::fmt;
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Close code for a connection that did not authenticate within
+/// [`Config::auth_timeout`] (an application code, RFC 6455 7.4.2).
+pub const AUTH_TIMEOUT: u16 = 4002;
+/// Close code for a connection whose user an admin kicked.
+pub const KICKED: u16 = 4003;
+
+/// Settings of the hub. Every key template holds one placeholder; `None` turns that way
+/// of authenticating off.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// User to session: the key under which the site writes a user's session id.
+    /// Default `{userId}` (the user id itself, as in the earlier system).
+    pub user_session_key: Option<Template>,
+    /// Session to user: the key under which the site writes a session's user id.
+    /// Default `session-store-{sessionId}`.
+    pub session_user_key: Option<Template>,
+    /// Session key in the query: the key under which the site writes the user's name
+    /// and chat room. Default `chat-session-{sessionKey}`.
+    pub chat_session_key: Option<Template>,
+    /// Whether a connection may stay without a session. Default `true`. When `false`,
+    /// one that presents none at the upgrade must `authenticate` within
+    /// [`Config::auth_timeout`], or is closed with [`AUTH_TIMEOUT`].
+    pub anonymous: bool,
+    /// Time to `authenticate` when anonymous connections are refused. Default 30 s.
+    pub auth_timeout: Duration,
+    /// Origins allowed to open connections from a browser page, such as
+    /// `https://example.com`; others get 403. Default empty: any.
+    pub origins: Vec<String>,
+    /// User ids that may use the admin module and send notices. Default none.
+    pub admins: Vec<String>,
+    /// Most history entries sent in one answer. Default 100.
+    pub history_page: usize,
+    /// Longest chat or private message, and notice text, in characters. Default 4000.
+    pub max_text_chars: usize,
+    /// Longest room name, in characters. Default 64.
+    pub max_room_name_chars: usize,
+    /// Most rooms a node holds. Default 1000.
+    pub max_rooms: usize,
+    /// The bus channel deliveries go through. Default `switchboard`.
+    pub channel: String,
+    /// The channel the site publishes notifications on. Default `notifications`.
+    pub notifications_channel: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let t = |s: &str| Template::parse(s).ok();
+        Config {
+            user_session_key: t("{userId}"),
+            session_user_key: t("session-store-{sessionId}"),
+            chat_session_key: t("chat-session-{sessionKey}"),
+            anonymous: true,
+            auth_timeout: Duration::from_secs(30),
+            origins: Vec::new(),
+            admins: Vec::new(),
+            history_page: 100,
+            max_text_chars: 4000,
+            max_room_name_chars: 64,
+            max_rooms: 1000,
+            channel: "switchboard".into(),
+            notifications_channel: "notifications".into(),
+        }
+    }
+}
+
+/// Why a client's request was refused: the `error` event's code and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The connection has no user (yet).
+    NotAuthenticated,
+    /// The user is not an admin.
+    NotAdmin,
+    /// A field is missing or wrong.
+    BadRequest(String),
+    /// A room rule refused it.
+    Room(RoomError),
+    /// A history entry that is not there.
+    NotFound,
+    /// The store could not be reached, or answered nonsense.
+    Store(store::Error),
+}
+
+impl Error {
+    /// The `error` event's code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::NotAuthenticated => "not_authenticated",
+            Error::NotAdmin => "not_admin",
+            Error::BadRequest(_) => "bad_request",
+            Error::Room(e) => e.code(),
+            Error::NotFound => "not_found",
+            Error::Store(_) => "store_unavailable",
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotAuthenticated => f.write_str("this connection has no user yet"),
+            Error::NotAdmin => f.write_str("only admins may do that"),
+            Error::BadRequest(why) => f.write_str(why),
+            Error::Room(e) => f.write_str(e.message()),
+            Error::NotFound => f.write_str("no such message"),
+            Error::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<store::Error> for Error {
+    fn from(e: store::Error) -> Self {
+        Error::Store(e)
+    }
+}
+
+impl From<RoomError> for Error {
+    fn from(e: RoomError) -> Self {
+        Error::Room(e)
+    }
+}
+
+type Outcome = Result<(), Error>;
+
+/// What the hub holds under its lock.
+struct State {
+    identity: Identity,
+    rooms: Rooms,
+    /// Sessions presented the user-to-session way, by user: the key to watch is the
+    /// user's.
+    user_sessions: HashMap<String, BTreeSet<String>>,
+}
+
+/// Identity and messaging on top of an event [`Server`].
+pub struct Hub {
+    config: Config,
+    stores: Stores,
+    /// Tells this node's deliveries from other nodes' on the bus.
+    node: String,
+    state: Mutex<State>,
+    server: OnceLock<WeakServer>,
+    deadlines: Mutex<Option<Sender<(Instant, ConnId)>>>,
+}
+
+fn text_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A string field (a number is read as its decimal text), required.
+fn field(data: &Value, name: &str) -> Result<String, Error> {
+    data.get(name)
+        .and_then(text_of)
+        .ok_or_else(|| Error::BadRequest(format!("\"{name}\" is required (a string)")))
+}
+
+/// A list of user ids, numbers or strings, compared as strings.
+fn user_list(v: Option<&Value>) -> Option<Vec<String>> {
+    match v? {
+        Value::Array(items) => items.iter().map(text_of).collect(),
+        one => text_of(one).map(|u| vec![u]),
+    }
+}
+
+fn entries(list: Vec<(EntryId, Value)>) -> Value {
+    Value::Array(
+        list.into_iter()
+            .map(|(id, mut v)| {
+                v["id"] = json!(id.to_string());
+                v
+            })
+            .collect(),
+    )
+}
+
+impl Hub {
+    /// A hub on `stores`; nothing runs until [`Hub::install`] and [`Hub::start`].
+    pub fn new(config: Config, stores: Stores) -> Arc<Hub> {
+        let rooms = Rooms::new(config.max_rooms);
+        let mut bytes = [0u8; 8];
+        // Without /dev/urandom, the time tells nodes apart well enough.
+        if crate::socket::Urandom::new().fill(&mut bytes).is_err() {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            bytes = (t.as_nanos() as u64 ^ u64::from(std::process::id())).to_le_bytes();
+        }
+        let node = format!("{:016x}", u64::from_le_bytes(bytes));
+        Arc::new(Hub {
+            config,
+            stores,
+            node,
+            state: Mutex::new(State {
+                identity: Identity::new(),
+                rooms,
+                user_sessions: HashMap::new(),
+            }),
+            server: OnceLock::new(),
+            deadlines: Mutex::new(None),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn server(&self) -> Option<Server> {
+        self.server.get()?.upgrade()
+    }
+
+    fn log(
+        &self,
+        level: Level,
+        conn: Option<u64>,
+        msg: &str,
+        fields: &[(&'static str, &dyn fmt::Display)],
+    ) {
+        if let Some(server) = self.server() {
+            server.logger().log(level, conn, msg, fields);
+        }
+    }
+
+    fn count(&self, kind: &'static str) {
+        if let Some(server) = self.server() {
+            server.metrics().app_event(kind);
+        }
+    }
+
+    /// Registers the hub's upgrade check, admin routes and events on `builder`.
+    pub fn install(self: &Arc<Self>, builder: Builder) -> Builder {
+        let hub = self.clone();
+        let mut builder = builder.on_upgrade(move |request, offer, peer| {
+            match auth::decide(&hub.config, hub.stores.sessions.as_ref(), request, offer) {
+                Ok((claim, protocol, soft_id)) => Ok(Accept {
+                    protocol,
+                    note: Some(auth::note(&claim, soft_id.as_deref())),
+                }),
+                Err(refusal) => {
+                    hub.count(refusal.kind);
+                    hub.log(
+                        Level::Info,
+                        None,
+                        "upgrade refused",
+                        &[
+                            ("peer", &peer),
+                            ("why", &refusal.kind),
+                            ("status", &refusal.reject.status),
+                        ],
+                    );
+                    Err(refusal.reject)
+                }
+            }
+        });
+        let hub = self.clone();
+        builder = builder.on_admin(move |server, request| hub.admin_route(server, request));
+        let hub = self.clone();
+        builder = builder.on("connection", move |ctx, _| hub.open(ctx));
+        let hub = self.clone();
+        builder = builder.on("disconnect", move |ctx, _| hub.close(ctx.id()));
+        type Method = fn(&Hub, &Ctx, &Value) -> Outcome;
+        let methods: [(&str, Method); 24] = [
+            ("authenticate", Hub::authenticate),
+            ("notice.send", Hub::notice_send),
+            ("notice.notice", Hub::notice_send),
+            ("private.send", Hub::private_send),
+            ("private.history", Hub::private_history),
+            ("chat.create", Hub::chat_create),
+            ("chat.join", Hub::chat_join),
+            ("chat.leave", Hub::chat_leave),
+            ("chat.members", Hub::chat_members),
+            ("chat.send", Hub::chat_send),
+            ("chat.history", Hub::chat_history),
+            ("chat.delete", Hub::chat_delete),
+            ("chat.kick", Hub::chat_moderate),
+            ("chat.ban", Hub::chat_moderate),
+            ("chat.unban", Hub::chat_moderate),
+            ("chat.mute", Hub::chat_moderate),
+            ("chat.unmute", Hub::chat_moderate),
+            ("chat.appoint", Hub::chat_moderate),
+            ("chat.dismiss", Hub::chat_moderate),
+            ("admin.stats", Hub::admin_stats),
+            ("admin.connections", Hub::admin_connections),
+            ("admin.kick", Hub::admin_kick),
+            ("admin.broadcast", Hub::admin_broadcast),
+            ("whoami", Hub::whoami),
+        ];
+        for (name, method) in methods {
+            let hub = self.clone();
+            builder = builder.on(name, move |ctx, data| {
+                if let Err(e) = method(&hub, ctx, data) {
+                    if let Error::Store(why) = &e {
+                        hub.count("store_errors");
+                        hub.log(
+                            Level::Warn,
+                            Some(ctx.id()),
+                            "store failed",
+                            &[("error", why)],
+                        );
+                    }
+                    ctx.fail(e.code(), &e.to_string());
+                }
+            });
+        }
+        builder
+    }
+
+    /// Starts the hub's threads on `server`: the bus, the notifications, the session
+    /// keys' changes (turning on Redis keyspace notifications, and saying so in the
+    /// log), and the timer.
+    pub fn start(self: &Arc<Self>, server: &Server) -> Result<(), store::Error> {
+        let _ = self.server.set(server.downgrade());
+        if let Some(redis) = &self.stores.redis {
+            match redis.enable_keyspace_events() {
+                Ok(flags) => self.log(
+                    Level::Info,
+                    None,
+                    "redis keyspace notifications on",
+                    &[("notify-keyspace-events", &flags)],
+                ),
+                Err(e) => self.log(
+                    Level::Warn,
+                    None,
+                    "redis keyspace notifications could not be turned on; sessions set or deleted later are not followed live",
+                    &[("error", &e)],
+                ),
+            }
+            let weak = Arc::downgrade(self);
+            redis.set_observer(Arc::new(move |status| {
+                if let Some(hub) = weak.upgrade() {
+                    hub.store_status(status);
+                }
+            }));
+        }
+        let bus = self.stores.bus.subscribe(&self.config.channel)?;
+        self.spawn("hub-bus", bus, |hub, payload: String| hub.on_bus(&payload))?;
+        let notes = self
+            .stores
+            .bus
+            .subscribe(&self.config.notifications_channel)?;
+        self.spawn("hub-notify", notes, |hub, payload: String| {
+            hub.on_notification(&payload)
+        })?;
+        let keys = self.stores.sessions.watch()?;
+        self.spawn("hub-keys", keys, |hub, event: KeyEvent| hub.on_key(event))?;
+        let (tx, rx) = channel();
+        *self.deadlines.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        let weak = Arc::downgrade(self);
+        thread::Builder::new()
+            .name("hub-timer".into())
+            .stack_size(128 * 1024)
+            .spawn(move || timer(weak, rx))
+            .map_err(|e| store::Error::Unavailable(format!("no thread for the hub: {e}")))?;
+        Ok(())
+    }
+
+    fn spawn<T: Send + 'static>(
+        self: &Arc<Self>,
+        name: &str,
+        rx: Receiver<T>,
+        each: impl Fn(&Hub, T) + Send + 'static,
+    ) -> Result<(), store::Error> {
+        let weak: Weak<Hub> = Arc::downgrade(self);
+        thread::Builder::new()
+            .name(name.into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                for item in rx {
+                    let Some(hub) = weak.upgrade() else { return };
+                    each(&hub, item);
+                }
+            })
+            .map(|_| ())
+            .map_err(|e| store::Error::Unavailable(format!("no thread for the hub: {e}")))
+    }
+
+    fn store_status(&self, status: store::redis::Status) {
+        match status {
+            store::redis::Status::Lost { channel, error } => {
+                self.count("store_outages");
+                self.log(
+                    Level::Warn,
+                    None,
+                    "redis subscription lost; retrying",
+                    &[("channel", &channel), ("error", &error)],
+                );
+            }
+            store::redis::Status::Restored { channel } => {
+                self.log(
+                    Level::Info,
+                    None,
+                    "redis subscription back",
+                    &[("channel", &channel)],
+                );
+                if channel.starts_with("__keyspace@") {
+                    if let Some(redis) = &self.stores.redis {
+                        // A restarted Redis forgot the setting.
+                        if let Err(e) = redis.enable_keyspace_events() {
+                            self.log(
+                                Level::Warn,
+                                None,
+                                "keyspace notifications",
+                                &[("error", &e)],
+                            );
+                        }
+                    }
+                    // Keys set or deleted during the outage sent no event: read them.
+                    let sessions = self.state().identity.sessions();
+                    for s in sessions {
+                        self.recheck_session(&s);
+                    }
+                }
+            }
+        }
+    }
+
+    // --- Connections and identity -------------------------------------------------
+
+    /// A connection opened: note what its upgrade claimed, and confirm it.
+    fn open(&self, ctx: &Ctx) {
+        let Some(conn) = ctx.conn() else { return };
+        let id = conn.id();
+        let (claim, soft_id) = auth::read_note(conn.handshake().note.as_ref());
+        match &claim {
+            Claim::User { user, session } => {
+                self.confirm(id, user, session, soft_id.as_deref(), None);
+                let mut st = self.state();
+                st.identity.add(id, soft_id);
+                st.identity.attach(id, session);
+                st.identity.bind_session(session, user);
+                st.user_sessions
+                    .entry(user.clone())
+                    .or_default()
+                    .insert(session.clone());
+            }
+            Claim::SessionKey { key, user, room } => {
+                self.confirm(id, user, key, soft_id.as_deref(), room.as_deref());
+                {
+                    let mut st = self.state();
+                    st.identity.add(id, soft_id);
+                    st.identity.attach(id, key);
+                    st.identity.bind_session(key, user);
+                }
+                if let Some(room) = room {
+                    if let Err(e) = self.enter_room(room, user, true) {
+                        ctx.fail(e.code(), &e.to_string());
+                    }
+                }
+            }
+            Claim::Anonymous => {
+                self.state().identity.add(id, soft_id);
+                if !self.config.anonymous {
+                    let deadline = Instant::now() + self.config.auth_timeout;
+                    if let Some(tx) = &*self.deadlines.lock().unwrap_or_else(|p| p.into_inner()) {
+                        let _ = tx.send((deadline, id));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tells connection `id` whom it belongs to now. The frame carries
+    /// `"authenticated": true` beside the envelope, the confirmation clients of the
+    /// session-key way wait for before they send.
+    fn confirm(
+        &self,
+        id: ConnId,
+        user: &str,
+        session: &str,
+        soft_id: Option<&str>,
+        room: Option<&str>,
+    ) {
+        let Some(conn) = self.server().and_then(|s| s.connection(id)) else {
+            return;
+        };
+        let mut data = json!({ "userId": user, "sessionId": session, "softId": soft_id });
+        if let Some(room) = room {
+            data["room"] = json!(room);
+        }
+        let frame = json!({ "event": "authenticated", "data": data, "authenticated": true });
+        let _ = conn.send_text(&frame.to_string());
+    }
+
+    fn unconfirm(&self, id: ConnId, session: &str, reason: &str) {
+        if let Some(server) = self.server() {
+            server.reply_many(
+                &[id],
+                "unauthenticated",
+                &json!({ "sessionId": session, "reason": reason }),
+            );
+        }
+    }
+
+    /// A connection closed: forget it, and take its user out of their rooms if it was
+    /// their last connection here.
+    fn close(&self, id: ConnId) {
+        let mut st = self.state();
+        let Some(member) = st.identity.remove(id) else {
+            return;
+        };
+        if let (Some(user), Some(session)) = (&member.user, &member.session) {
+            if st.identity.connections_of_session(session).is_empty() {
+                if let Some(set) = st.user_sessions.get_mut(user) {
+                    set.remove(session);
+                    if set.is_empty() {
+                        st.user_sessions.remove(user);
+                    }
+                }
+            }
+        }
+        drop(st);
+        if let Some(user) = member.user {
+            self.user_may_be_gone(&user);
+        }
+    }
+
+    /// If `user` has no connection left on this node, they leave every room.
+    fn user_may_be_gone(&self, user: &str) {
+        let left = {
+            let mut st = self.state();
+            if !st.identity.connections_of(user).is_empty() {
+                return;
+            }
+            st.rooms.leave_all(user)
+        };
+        for room in left {
+            self.send_userlist(&room);
+        }
+    }
+
+    /// `authenticate` `{"sessionId": ..}`: the session-to-user way.
+    fn authenticate(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        let Some(template) = &self.config.session_user_key else {
+            return Err(Error::BadRequest("authenticate is turned off here".into()));
+        };
+        let session = field(data, "sessionId")?;
+        let id = ctx.id();
+        {
+            let mut st = self.state();
+            st.identity.attach(id, &session);
+        }
+        // Attached first, read second: a key set in between is seen by the watcher.
+        let user = self.stores.sessions.get(&template.fill(&session))?;
+        match user {
+            Some(user) => {
+                let changed = self.state().identity.bind_session(&session, &user);
+                if !changed.contains(&id) {
+                    // Already bound (by the watcher, or as it was): confirm to this one.
+                    self.confirm(id, &user, &session, None, None);
+                }
+                for c in changed {
+                    self.confirm(c, &user, &session, None, None);
+                }
+            }
+            None => self.unconfirm(id, &session, "waiting for the session"),
+        }
+        Ok(())
+    }
+
+    /// `whoami`: what the hub knows of this connection.
+    fn whoami(&self, ctx: &Ctx, _: &Value) -> Outcome {
+        let member = self
+            .state()
+            .identity
+            .member(ctx.id())
+            .cloned()
+            .unwrap_or_default();
+        let _ = ctx.reply(
+            "whoami",
+            json!({
+                "connectionId": ctx.id(),
+                "userId": member.user,
+                "sessionId": member.session,
+                "softId": member.soft_id,
+                "admin": member.user.as_ref().is_some_and(|u| self.config.admins.contains(u)),
+            }),
+        );
+        Ok(())
+    }
+
+    /// A session key changed in the store.
+    fn on_key(&self, event: KeyEvent) {
+        let key = match &event {
+            KeyEvent::Set(k) | KeyEvent::Deleted(k) => k.as_str(),
+        };
+        let (session_way, chat_way, user_way) = {
+            let st = self.state();
+            let held = |s: &str| !st.identity.connections_of_session(s).is_empty();
+            let pick = |t: &Option<Template>| {
+                t.as_ref()
+                    .and_then(|t| t.extract(key))
+                    .filter(|s| held(s))
+                    .map(str::to_owned)
+            };
+            let user_way = self
+                .config
+                .user_session_key
+                .as_ref()
+                .and_then(|t| t.extract(key))
+                .filter(|u| st.user_sessions.contains_key(*u))
+                .map(str::to_owned);
+            (
+                pick(&self.config.session_user_key),
+                pick(&self.config.chat_session_key),
+                user_way,
+            )
+        };
+        if let Some(session) = session_way.or(chat_way) {
+            self.recheck_session(&session);
+        }
+        if let Some(user) = user_way {
+            self.recheck_user(&user);
+        }
+    }
+
+    /// Reads a held session's key again and binds or unbinds its connections.
+    fn recheck_session(&self, session: &str) {
+        let mut found = None;
+        let ways = [
+            (&self.config.session_user_key, false),
+            (&self.config.chat_session_key, true),
+        ];
+        for (template, chat) in ways {
+            let Some(t) = template else { continue };
+            match self.stores.sessions.get(&t.fill(session)) {
+                Ok(Some(v)) => {
+                    let user = if chat {
+                        auth::read_chat_session(&v).map(|(u, _)| u)
+                    } else {
+                        Some(v)
+                    };
+                    if user.is_some() {
+                        found = user;
+                        break;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.log(Level::Warn, None, "session check failed", &[("error", &e)]);
+                    return;
+                }
+            }
+        }
+        match found {
+            Some(user) => {
+                let changed = self.state().identity.bind_session(session, &user);
+                for c in changed {
+                    self.confirm(c, &user, session, None, None);
+                }
+            }
+            None => self.end_session(session, "session ended"),
+        }
+    }
+
+    /// The user's key of the user-to-session way changed: sessions that still match it
+    /// stay (or come back), the others end.
+    fn recheck_user(&self, user: &str) {
+        let Some(template) = &self.config.user_session_key else {
+            return;
+        };
+        let stored = match self.stores.sessions.get(&template.fill(user)) {
+            Ok(v) => v,
+            Err(e) => {
+                self.log(Level::Warn, None, "session check failed", &[("error", &e)]);
+                return;
+            }
+        };
+        let sessions: Vec<String> = self
+            .state()
+            .user_sessions
+            .get(user)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        for session in sessions {
+            let valid = stored.as_deref().is_some_and(|v| {
+                crate::server::admin::constant_time_eq(v.as_bytes(), session.as_bytes())
+            });
+            if valid {
+                let changed = self.state().identity.bind_session(&session, user);
+                for c in changed {
+                    self.confirm(c, user, &session, None, None);
+                }
+            } else {
+                self.end_session(&session, "session ended");
+            }
+        }
+    }
+
+    /// The session's key is gone: its connections leave their user at once and stay
+    /// open, waiting for it to come back.
+    fn end_session(&self, session: &str, reason: &str) {
+        let (changed, users) = {
+            let mut st = self.state();
+            let users: BTreeSet<String> = st
+                .identity
+                .connections_of_session(session)
+                .iter()
+                .filter_map(|c| st.identity.member(*c)?.user.clone())
+                .collect();
+            (st.identity.unbind_session(session), users)
+        };
+        if changed.is_empty() {
+            return;
+        }
+        self.count("sessions_ended");
+        self.log(
+            Level::Info,
+            None,
+            "session ended",
+            &[("connections", &changed.len())],
+        );
+        for c in &changed {
+            self.unconfirm(*c, session, reason);
+        }
+        for user in users {
+            self.user_may_be_gone(&user);
+        }
+    }
+
+    /// The user of a connection, or [`Error::NotAuthenticated`].
+    fn user_of(&self, ctx: &Ctx) -> Result<String, Error> {
+        self.state()
+            .identity
+            .member(ctx.id())
+            .and_then(|m| m.user.clone())
+            .ok_or(Error::NotAuthenticated)
+    }
+
+    fn is_admin(&self, user: &str) -> bool {
+        self.config.admins.iter().any(|a| a == user)
+    }
+
+    fn admin_of(&self, ctx: &Ctx) -> Result<String, Error> {
+        let user = self.user_of(ctx)?;
+        if !self.is_admin(&user) {
+            return Err(Error::NotAdmin);
+        }
+        Ok(user)
+    }
+
+    // --- Deliveries -----------------------------------------------------------------
+
+    /// Sends `event` to every connection of `users` on every node, but `except` (a
+    /// connection of this node).
+    fn publish(
+        &self,
+        users: &[String],
+        event: &str,
+        data: &Value,
+        except: Option<ConnId>,
+    ) -> Outcome {
+        let message = json!({
+            "node": self.node,
+            "users": users,
+            "except": except,
+            "event": event,
+            "data": data,
+        });
+        self.stores
+            .bus
+            .publish(&self.config.channel, &message.to_string())?;
+        Ok(())
+    }
+
+    /// Sends `event` to every connection on every node that has a user.
+    fn publish_all(&self, event: &str, data: &Value) -> Outcome {
+        let message = json!({ "node": self.node, "all": true, "event": event, "data": data });
+        self.stores
+            .bus
+            .publish(&self.config.channel, &message.to_string())?;
+        Ok(())
+    }
+
+    /// Kicks `user` off every node.
+    fn publish_kick(&self, user: &str, reason: &str) -> Outcome {
+        let message = json!({ "node": self.node, "kick": user, "reason": reason });
+        self.stores
+            .bus
+            .publish(&self.config.channel, &message.to_string())?;
+        Ok(())
+    }
+
+    /// A delivery from the bus, from this node or another.
+    fn on_bus(&self, payload: &str) {
+        let Ok(Value::Object(m)) = serde_json::from_str::<Value>(payload) else {
+            self.count("bus_invalid");
+            self.log(
+                Level::Warn,
+                None,
+                "invalid message on the bus",
+                &[("bytes", &payload.len())],
+            );
+            return;
+        };
+        let Some(server) = self.server() else { return };
+        if let Some(user) = m.get("kick").and_then(Value::as_str) {
+            let reason = m.get("reason").and_then(Value::as_str).unwrap_or("kicked");
+            let conns = self.state().identity.connections_of(user);
+            for c in conns {
+                if let Some(conn) = server.connection(c) {
+                    conn.close(KICKED, reason);
+                }
+            }
+            return;
+        }
+        let (Some(event), Some(data)) = (m.get("event").and_then(Value::as_str), m.get("data"))
+        else {
+            self.count("bus_invalid");
+            return;
+        };
+        let ours = m.get("node").and_then(Value::as_str) == Some(self.node.as_str());
+        let except = if ours {
+            m.get("except").and_then(Value::as_u64)
+        } else {
+            None
+        };
+        let ids: Vec<ConnId> = {
+            let st = self.state();
+            if m.get("all").and_then(Value::as_bool) == Some(true) {
+                st.identity
+                    .users()
+                    .iter()
+                    .flat_map(|u| st.identity.connections_of(u))
+                    .collect()
+            } else {
+                let users = user_list(m.get("users")).unwrap_or_default();
+                users
+                    .iter()
+                    .flat_map(|u| st.identity.connections_of(u))
+                    .filter(|c| Some(*c) != except)
+                    .collect()
+            }
+        };
+        server.reply_many(&ids, event, data);
+    }
+
+    /// A notification from the site: `{"users": [23, "user5"], "data": {..}}`.
+    fn on_notification(&self, payload: &str) {
+        let Some((users, data)) = read_notification(payload) else {
+            self.count("notifications_invalid");
+            self.log(
+                Level::Warn,
+                None,
+                "invalid notification ignored; expected {\"users\": [..], \"data\": ..}",
+                &[("bytes", &payload.len())],
+            );
+            return;
+        };
+        self.count("notifications");
+        let Some(server) = self.server() else { return };
+        let ids: Vec<ConnId> = {
+            let st = self.state();
+            users
+                .iter()
+                .flat_map(|u| st.identity.connections_of(u))
+                .collect()
+        };
+        server.reply_many(&ids, "message", &data);
+    }
+
+    // --- notice ------------------------------------------------------------------------
+
+    /// `notice.send` `{"users": [..], "text": .., "data": ..}` from an admin (also
+    /// `notice.notice` with `userId`, the earlier form).
+    fn notice_send(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        let from = self.admin_of(ctx)?;
+        let (users, notice) = self.read_notice(data, Some(&from))?;
+        self.publish(&users, "notice", &notice, None)?;
+        let _ = ctx.reply(ctx.event(), json!({ "users": users }));
+        Ok(())
+    }
+
+    fn read_notice(&self, data: &Value, from: Option<&str>) -> Result<(Vec<String>, Value), Error> {
+        let users = user_list(data.get("users").or_else(|| data.get("userId")))
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| Error::BadRequest("\"users\" is required: a list of user ids".into()))?;
+        let text = data.get("text").and_then(Value::as_str);
+        if text.is_some_and(|t| t.chars().count() > self.config.max_text_chars) {
+            return Err(Error::BadRequest("\"text\" is too long".into()));
+        }
+        if text.is_none() && data.get("data").is_none() {
+            return Err(Error::BadRequest(
+                "a notice needs \"text\" or \"data\"".into(),
+            ));
+        }
+        let notice = json!({
+            "from": from,
+            "time": now_iso8601(),
+            "text": text,
+            "data": data.get("data"),
+        });
+        Ok((users, notice))
+    }
+
+    // --- private -----------------------------------------------------------------------
+
+    fn text_field(&self, data: &Value, name: &str) -> Result<String, Error> {
+        let text = data
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| Error::BadRequest(format!("\"{name}\" is required (text)")))?;
+        if text.chars().count() > self.config.max_text_chars {
+            return Err(Error::BadRequest(format!(
+                "\"{name}\" is longer than {} characters",
+                self.config.max_text_chars
+            )));
+        }
+        Ok(text.to_owned())
+    }
+
+    /// The stream of two users' private messages, whatever the order of the two.
+    fn private_stream(a: &str, b: &str) -> String {
+        let (x, y) = if a <= b { (a, b) } else { (b, a) };
+        format!("private:{}:{x}:{y}", x.len())
+    }
+
+    fn after_id(data: &Value, name: &str) -> Result<Option<EntryId>, Error> {
+        match data.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => s
+                .parse()
+                .map(Some)
+                .map_err(|_| Error::BadRequest(format!("\"{name}\" is not a message id"))),
+            Some(_) => Err(Error::BadRequest(format!("\"{name}\" is not a message id"))),
+        }
+    }
+
+    fn page(&self, data: &Value) -> usize {
+        data.get("limit")
+            .and_then(Value::as_u64)
+            .map_or(self.config.history_page, |n| {
+                (n as usize).clamp(1, self.config.history_page)
+            })
+    }
+
+    /// `private.send` `{"to": user, "message": text}`: to every connection of the
+    /// recipient, a copy to the sender's other connections, kept in their history.
+    fn private_send(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        let from = self.user_of(ctx)?;
+        let to = field(data, "to")?;
+        let message = self.text_field(data, "message")?;
+        let entry = json!({ "time": now_iso8601(), "user": from, "to": to, "message": message });
+        let id = self
+            .stores
+            .history
+            .append(&Self::private_stream(&from, &to), &entry)?;
+        let mut sent = entry;
+        sent["id"] = json!(id.to_string());
+        let mut users = vec![from.clone()];
+        if to != from {
+            users.push(to);
+        }
+        self.publish(&users, "private.message", &sent, Some(ctx.id()))?;
+        let _ = ctx.reply("private.send", sent);
+        Ok(())
+    }
+
+    /// `private.history` `{"with": user, "after": id?, "limit": n?}`.
+    fn private_history(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        let me = self.user_of(ctx)?;
+        let with = field(data, "with")?;
+        let stream = Self::private_stream(&me, &with);
+        let list = self.history(&stream, data)?;
+        let _ = ctx.reply("private.history", json!({ "with": with, "messages": list }));
+        Ok(())
+    }
+
+    /// Entries of `stream` after `data.after`, or the last page.
+    fn history(&self, stream: &str, data: &Value) -> Result<Value, Error> {
+        let limit = self.page(data);
+        let list = match Self::after_id(data, "after")?.or(Self::after_id(data, "lastId")?) {
+            Some(after) => self.stores.history.after(stream, Some(after), limit)?,
+            None => self.stores.history.last(stream, limit)?,
+        };
+        Ok(entries(list))
+    }
+
+    // --- chat ----------------------------------------------------------------------------
+
+    fn room_name(&self, data: &Value) -> Result<String, Error> {
+        let room = field(data, "room")?;
+        if room.chars().count() > self.config.max_room_name_chars
+            || room.chars().any(char::is_control)
+        {
+            return Err(Error::BadRequest(format!(
+                "a room name is 1 to {} characters, none of them control characters",
+                self.config.max_room_name_chars
+            )));
+        }
+        Ok(room)
+    }
+
+    fn room_stream(room: &str) -> String {
+        format!("room:{room}")
+    }
+
+    fn room_view(&self, room: &str) -> Value {
+        let st = self.state();
+        match st.rooms.get(room) {
+            Some(r) => json!({
+                "room": room,
+                "owner": r.owner,
+                "moderators": r.moderators,
+                "users": r.members,
+                "muted": r.muted,
+                "banned": r.banned,
+            }),
+            None => json!({ "room": room, "users": [] }),
+        }
+    }
+
+    fn members(&self, room: &str) -> Vec<String> {
+        self.state()
+            .rooms
+            .get(room)
+            .map(|r| r.members.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Tells the room's members who is in it.
+    fn send_userlist(&self, room: &str) {
+        let members = self.members(room);
+        let data = json!({ "room": room, "users": members });
+        if let Err(e) = self.publish(&members, "userlist", &data, None) {
+            self.log(Level::Warn, None, "userlist not sent", &[("error", &e)]);
+        }
+    }
+
+    fn enter_room(&self, room: &str, user: &str, open: bool) -> Outcome {
+        let joined = self.state().rooms.join(room, user, open)?;
+        if joined {
+            self.send_userlist(room);
+        }
+        Ok(())
+    }
+
+    /// `chat.create` `{"room": name}`: the sender owns it and is in it.
+    fn chat_create(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        let user = self.user_of(ctx)?;
+        let room = self.room_name(data)?;
+        self.state().rooms.create(&room, &user)?;
+        let _ = ctx.reply("chat.create", self.room_view(&room));
+        self.send_userlist(&room);
+        Ok(())
+    }
+
+    /// `chat.join` `{"room": name, "lastId": id?}`: the answer holds the room and its
+    /// history, after `lastId` when given (what was missed), or the last page.
+    fn chat_join(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        let user = self.user_of(ctx)?;
+        let room = self.room_name(data)?;
+        let joined = self.state().rooms.join(&room, &user, false)?;
+        let mut view = self.room_view(&room);
+        view["messages"] = self.history(&Self::room_stream(&room), data)?;
+        let _ = ctx.reply("chat.join", view);
+        if joined {
+            self.send_userlist(&room);
+        }
+        Ok(())
+    }
+
+    fn chat_leave(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        let user = self.user_of(ctx)?;
+        let room = self.room_name(data)?;
+        self.state().rooms.leave(&room, &user)?;
+        let _ = ctx.reply("chat.leave", json!({ "room": room }));
+        self.send_userlist(&room);
+        Ok(())
+    }
+
+    fn chat_members(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        let user = self.user_of(ctx)?;
+        let room = self.room_name(data)?;
+        self.state().rooms.check_member(&room, &user)?;
+        let _ = ctx.reply("chat.members", self.room_view(&room));
+        Ok(())
+    }
+
+    /// `chat.send` `{"room": name, "message": text}`: to every member as
+    /// `chat.message` `{"id", "room", "time", "user", "message"}`.
+    fn chat_send(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        let user = self.user_of(ctx)?;
+        let room = self.room_name(data)?;
+        let message = self.text_field(data, "message")?;
+        self.state().rooms.check_send(&room, &user)?;
+        let entry =
+            json!({ "room": room, "time": now_iso8601(), "user": user, "message": message });
+        let id = self
+            .stores
+            .history
+            .append(&Self::room_stream(&room), &entry)?;
+        let mut sent = entry;
+        sent["id"] = json!(id.to_string());
+        self.publish(&self.members(&room), "chat.message", &sent, None)
+    }
+
+    fn chat_history(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        let user = self.user_of(ctx)?;
+        let room = self.room_name(data)?;
+        self.state().rooms.check_member(&room, &user)?;
+        let list = self.history(&Self::room_stream(&room), data)?;
+        let _ = ctx.reply("chat.history", json!({ "room": room, "messages": list }));
+        Ok(())
+    }
+
+    /// `chat.delete` `{"room": name, "id": id}`, by a moderator.
+    fn chat_delete(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        let user = self.user_of(ctx)?;
+        let room = self.room_name(data)?;
+        let id = Self::after_id(data, "id")?
+            .ok_or_else(|| Error::BadRequest("\"id\" is required".into()))?;
+        self.state()
+            .rooms
+            .check_moderator(&room, &user, self.is_admin(&user))?;
+        if !self.stores.history.remove(&Self::room_stream(&room), id)? {
+            return Err(Error::NotFound);
+        }
+        let data = json!({ "room": room, "id": id.to_string(), "by": user });
+        self.publish(&self.members(&room), "chat.deleted", &data, None)
+    }
+
+    /// `chat.kick`, `ban`, `unban`, `mute`, `unmute`, `appoint`, `dismiss`
+    /// `{"room": name, "user": id}`: the members and the target are told.
+    fn chat_moderate(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        let actor = self.user_of(ctx)?;
+        let room = self.room_name(data)?;
+        let target = field(data, "user")?;
+        let method = ctx.event().trim_start_matches("chat.");
+        let action = Action::from_method(method)
+            .ok_or_else(|| Error::BadRequest(format!("no such action {method}")))?;
+        let before = self.members(&room);
+        self.state()
+            .rooms
+            .moderate(&room, &actor, self.is_admin(&actor), action, &target)?;
+        let mut told = before.clone();
+        if !told.contains(&target) {
+            told.push(target.clone());
+        }
+        let note = json!({ "room": room, "user": target, "by": actor });
+        self.publish(&told, action.event(), &note, None)?;
+        let _ = ctx.reply(ctx.event(), note);
+        if self.members(&room) != before {
+            self.send_userlist(&room);
+        }
+        Ok(())
+    }
+
+    // --- admin -------------------------------------------------------------------------
+
+    fn stats(&self) -> Value {
+        let st = self.state();
+        json!({
+            "node": self.node,
+            "connections": st.identity.len(),
+            "users": st.identity.users().len(),
+            "sessions": st.identity.sessions().len(),
+            "rooms": st.rooms.names().len(),
+        })
+    }
+
+    fn admin_stats(&self, ctx: &Ctx, _: &Value) -> Outcome {
+        self.admin_of(ctx)?;
+        let _ = ctx.reply("admin.stats", self.stats());
+        Ok(())
+    }
+
+    /// Every connection with its session, user and handshake.
+    fn listing(&self, server: &Server) -> Value {
+        let mut conns = server.connections();
+        conns.sort_by_key(|c| c.id());
+        let st = self.state();
+        Value::Array(
+            conns
+                .iter()
+                .map(|c| {
+                    let m = st.identity.member(c.id()).cloned().unwrap_or_default();
+                    json!({
+                        "connectionId": c.id(),
+                        "sessionId": m.session.as_deref().unwrap_or("__nosession__"),
+                        "userId": m.user.as_deref().unwrap_or("__nouser__"),
+                        "softId": m.soft_id,
+                        "handshake": describe(c),
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    fn admin_connections(&self, ctx: &Ctx, _: &Value) -> Outcome {
+        self.admin_of(ctx)?;
+        let _ = ctx.reply("admin.connections", self.listing(ctx.server()));
+        Ok(())
+    }
+
+    /// `admin.kick` `{"user": id, "reason": text?}`: every connection of the user, on
+    /// every node, is closed with [`KICKED`].
+    fn admin_kick(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        self.admin_of(ctx)?;
+        let user = field(data, "user")?;
+        let reason = data
+            .get("reason")
+            .and_then(Value::as_str)
+            .unwrap_or("kicked by an admin");
+        // A close reason is at most 123 bytes (RFC 6455 5.5.1).
+        let reason: String = reason.chars().take(60).collect();
+        self.publish_kick(&user, &reason)?;
+        let _ = ctx.reply("admin.kick", json!({ "user": user }));
+        Ok(())
+    }
+
+    /// `admin.broadcast` `{"text": .., "data": ..}`: a `broadcast` event to every
+    /// connection with a user, on every node.
+    fn admin_broadcast(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        let from = self.admin_of(ctx)?;
+        let text = data.get("text").and_then(Value::as_str);
+        if text.is_some_and(|t| t.chars().count() > self.config.max_text_chars) {
+            return Err(Error::BadRequest("\"text\" is too long".into()));
+        }
+        let out =
+            json!({ "from": from, "time": now_iso8601(), "text": text, "data": data.get("data") });
+        self.publish_all("broadcast", &out)?;
+        let _ = ctx.reply("admin.broadcast", json!({ "sent": true }));
+        Ok(())
+    }
+
+    // --- The admin listener ---------------------------------------------------------
+
+    fn admin_route(&self, server: &Server, request: &AdminRequest) -> Option<AdminResponse> {
+        let ok = |body: Value| Some(AdminResponse::new(200, body));
+        let body_json = || serde_json::from_slice::<Value>(request.body);
+        match (request.method, request.path) {
+            ("GET", "/connections") => ok(self.listing(server)),
+            ("GET", "/users") => {
+                let st = self.state();
+                ok(Value::Array(
+                    st.identity
+                        .users()
+                        .iter()
+                        .map(|u| {
+                            let conns = st.identity.connections_of(u);
+                            let sessions: BTreeSet<String> = conns
+                                .iter()
+                                .filter_map(|c| st.identity.member(*c)?.session.clone())
+                                .collect();
+                            json!({ "userId": u, "sessions": sessions, "connections": conns })
+                        })
+                        .collect(),
+                ))
+            }
+            ("GET", "/sessions") => {
+                let st = self.state();
+                ok(Value::Array(
+                    st.identity
+                        .sessions()
+                        .iter()
+                        .map(|s| {
+                            let conns = st.identity.connections_of_session(s);
+                            let user = conns
+                                .first()
+                                .and_then(|c| st.identity.member(*c)?.user.clone());
+                            json!({
+                                "sessionId": s,
+                                "userId": user.as_deref().unwrap_or("__nouser__"),
+                                "connections": conns,
+                            })
+                        })
+                        .collect(),
+                ))
+            }
+            ("GET", "/rooms") => {
+                let names = self.state().rooms.names();
+                ok(Value::Array(
+                    names.iter().map(|r| self.room_view(r)).collect(),
+                ))
+            }
+            ("GET", "/stats") => ok(self.stats()),
+            ("POST", "/notify") => {
+                let text = std::str::from_utf8(request.body).unwrap_or("");
+                if read_notification(text).is_none() {
+                    return Some(AdminResponse::error(
+                        400,
+                        "expected {\"users\": [..], \"data\": ..}",
+                    ));
+                }
+                Some(
+                    match self
+                        .stores
+                        .bus
+                        .publish(&self.config.notifications_channel, text)
+                    {
+                        Ok(()) => AdminResponse::new(202, json!({ "published": true })),
+                        Err(e) => AdminResponse::error(503, &e.to_string()),
+                    },
+                )
+            }
+            ("POST", "/notice") => {
+                let Ok(data) = body_json() else {
+                    return Some(AdminResponse::error(400, "the body must be JSON"));
+                };
+                Some(match self.read_notice(&data, None) {
+                    Err(e) => AdminResponse::error(400, &e.to_string()),
+                    Ok((users, notice)) => match self.publish(&users, "notice", &notice, None) {
+                        Ok(()) => AdminResponse::new(202, json!({ "published": true })),
+                        Err(e) => AdminResponse::error(503, &e.to_string()),
+                    },
+                })
+            }
+            (method, path) if path.starts_with("/sessions/") => {
+                let key = &path["/sessions/".len()..];
+                let key = crate::server::parse_query(&format!("k={key}"))
+                    .pop()
+                    .map(|(_, v)| v)
+                    .unwrap_or_default();
+                if key.is_empty() {
+                    return Some(AdminResponse::error(400, "give a key: /sessions/<key>"));
+                }
+                Some(self.admin_session(method, &key, request))
+            }
+            _ => None,
+        }
+    }
+
+    /// `PUT /sessions/<key>` (the body is the value; `?ttl=SECONDS`) and `DELETE`: for
+    /// sites without Redis, the way a site writes its sessions.
+    fn admin_session(&self, method: &str, key: &str, request: &AdminRequest) -> AdminResponse {
+        let sessions = &self.stores.sessions;
+        let result = match method {
+            "PUT" | "POST" => {
+                let Ok(value) = std::str::from_utf8(request.body) else {
+                    return AdminResponse::error(400, "the value must be UTF-8");
+                };
+                let ttl = match request.query.iter().find(|(k, _)| k == "ttl") {
+                    None => None,
+                    Some((_, v)) => match v.parse::<f64>() {
+                        Ok(s) if s > 0.0 && s <= 366.0 * 86400.0 => {
+                            Some(Duration::from_secs_f64(s))
+                        }
+                        _ => return AdminResponse::error(400, "ttl is a number of seconds"),
+                    },
+                };
+                sessions
+                    .set(key, value.trim_end_matches(['\r', '\n']), ttl)
+                    .map(|()| json!({ "key": key, "set": true }))
+            }
+            "DELETE" => sessions
+                .delete(key)
+                .map(|d| json!({ "key": key, "deleted": d })),
+            "GET" => sessions.get(key).map(|v| json!({ "key": key, "value": v })),
+            _ => return AdminResponse::error(405, "GET, PUT or DELETE"),
+        };
+        match result {
+            Ok(body) => AdminResponse::new(200, body),
+            Err(e) => AdminResponse::error(503, &e.to_string()),
+        }
+    }
+}
+
+/// Reads a notification, `{"users": [..], "data": ..}`, with user ids as strings.
+pub fn read_notification(payload: &str) -> Option<(Vec<String>, Value)> {
+    let Ok(Value::Object(mut m)) = serde_json::from_str::<Value>(payload) else {
+        return None;
+    };
+    let users = match m.get("users") {
+        Some(Value::Array(_)) => user_list(m.get("users"))?,
+        _ => return None,
+    };
+    let data = m.remove("data")?;
+    Some((users, data))
+}
+
+/// Closes connections that did not authenticate in time, and expires in-memory keys.
+fn timer(hub: Weak<Hub>, rx: Receiver<(Instant, ConnId)>) {
+    let mut due: BinaryHeap<Reverse<(Instant, ConnId)>> = BinaryHeap::new();
+    let tick = Duration::from_secs(1);
+    let mut next_sweep = Instant::now() + tick;
+    loop {
+        let now = Instant::now();
+        let until = due
+            .peek()
+            .map_or(next_sweep, |Reverse((t, _))| (*t).min(next_sweep));
+        match rx.recv_timeout(until.saturating_duration_since(now)) {
+            Ok(item) => {
+                due.push(Reverse(item));
+                continue;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let Some(hub) = hub.upgrade() else { return };
+        let now = Instant::now();
+        if now >= next_sweep {
+            hub.stores.sessions.expire();
+            next_sweep = now + tick;
+        }
+        while let Some(Reverse((t, id))) = due.peek().copied() {
+            if t > now {
+                break;
+            }
+            due.pop();
+            let waiting = hub
+                .state()
+                .identity
+                .member(id)
+                .is_some_and(|m| m.session.is_none());
+            if waiting {
+                if let Some(conn) = hub.server().and_then(|s| s.connection(id)) {
+                    hub.count("auth_timeouts");
+                    hub.log(Level::Info, Some(id), "authentication timeout", &[]);
+                    conn.close(AUTH_TIMEOUT, "authentication timeout");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notifications_are_read_with_ids_as_strings() {
+        assert_eq!(
+            read_notification(r#"{"users":[23,"user5"],"data":{"n":1}}"#),
+            Some((vec!["23".into(), "user5".into()], json!({"n":1})))
+        );
+        for bad in [
+            "",
+            "not json",
+            "[]",
+            r#"{"users":[1]}"#,
+            r#"{"data":{}}"#,
+            r#"{"users":"1","data":{}}"#,
+            r#"{"users":[{}],"data":{}}"#,
+            r#"{"users":[true],"data":{}}"#,
+        ] {
+            assert_eq!(read_notification(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn private_streams_do_not_depend_on_order_or_collide() {
+        assert_eq!(Hub::private_stream("a", "b"), Hub::private_stream("b", "a"));
+        assert_ne!(
+            Hub::private_stream("a:b", "c"),
+            Hub::private_stream("a", "b:c")
+        );
+    }
+}

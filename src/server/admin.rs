@@ -8,21 +8,62 @@
 //! | `GET /connections` | `[{"connectionId", "address", "time", "url", "path", "query", "protocol", "headers"}, ...]` |
 //! | `GET /health` | `{"status": "ok", "connections": N}` |
 //!
+//! A [`super::Handler`] may add routes or replace these ([`super::Handler::on_admin`]);
+//! it sees the method, path, query and body. A body is read only with a
+//! `Content-Length` of at most [`MAX_BODY`] bytes (413 beyond).
+//!
 //! Requests are answered one at a time on one thread, each within 5 s.
 
 use super::http::{parse_query, response};
 use super::log::Level;
-use super::Server;
+use super::{Conn, Server};
 use crate::protocol::handshake::Request;
 use crate::socket::{self, DeadlineStream};
 use crate::time;
 use serde_json::{json, Map, Value};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 /// Time one admin request has, from connection to answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The largest request body read, in bytes: a notification or a session, not a file.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// A request to the admin listener, as a [`super::Handler::on_admin`] sees it.
+#[derive(Debug)]
+pub struct AdminRequest<'a> {
+    /// `GET`, `POST`, `PUT`, `DELETE`...
+    pub method: &'a str,
+    /// The target's path, without the query.
+    pub path: &'a str,
+    /// The query's pairs, percent-decoded, in order.
+    pub query: Vec<(String, String)>,
+    /// The body (empty without one).
+    pub body: &'a [u8],
+}
+
+/// An answer to an admin request: a status and a JSON body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdminResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// The JSON body.
+    pub body: Value,
+}
+
+impl AdminResponse {
+    /// An answer with `status` and `body`.
+    pub fn new(status: u16, body: Value) -> Self {
+        AdminResponse { status, body }
+    }
+
+    /// An error answer, `{"error": message}`.
+    pub fn error(status: u16, message: &str) -> Self {
+        AdminResponse::new(status, json!({ "error": message }))
+    }
+}
 
 /// Binds the admin listener, refusing a non-loopback address without a token.
 pub(super) fn bind(addr: &str, token: Option<&str>) -> io::Result<TcpListener> {
@@ -54,12 +95,17 @@ pub(super) fn serve(server: &Server, listener: TcpListener) {
 }
 
 fn answer(server: &Server, stream: &TcpStream) -> Result<(), socket::Error> {
-    let (request, _) = socket::read_request(
-        &mut DeadlineStream::new(stream, REQUEST_TIMEOUT),
-        server.config().ws.head_limits,
-    )?;
+    let mut input = DeadlineStream::new(stream, REQUEST_TIMEOUT);
+    let (request, leftover) = socket::read_request(&mut input, server.config().ws.head_limits)?;
     stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
-    let (status, extra, body) = route(server, &request);
+    let (status, extra, body) = match read_body(&mut input, &request, leftover) {
+        Ok(body) => route(server, &request, &body),
+        Err(status) => (
+            status,
+            &[][..],
+            json!({ "error": format!("a body must have a Content-Length of at most {MAX_BODY}") }),
+        ),
+    };
     let mut out = stream;
     out.write_all(&response(
         status,
@@ -70,9 +116,32 @@ fn answer(server: &Server, stream: &TcpStream) -> Result<(), socket::Error> {
     Ok(())
 }
 
+/// The request's body, by its `Content-Length`: 411 for a body without one (chunked),
+/// 413 for one over [`MAX_BODY`], 400 for one cut short.
+fn read_body(input: &mut impl Read, request: &Request, mut body: Vec<u8>) -> Result<Vec<u8>, u16> {
+    if request.headers.one("transfer-encoding").is_some() {
+        return Err(411);
+    }
+    let length = match request.headers.one("content-length") {
+        None => 0,
+        Some(v) => v.trim().parse::<usize>().map_err(|_| 400u16)?,
+    };
+    if length > MAX_BODY {
+        return Err(413);
+    }
+    if body.len() > length {
+        body.truncate(length);
+    }
+    let have = body.len();
+    body.resize(length, 0);
+    input.read_exact(&mut body[have..]).map_err(|_| 400u16)?;
+    Ok(body)
+}
+
 fn route(
     server: &Server,
     request: &Request,
+    body: &[u8],
 ) -> (u16, &'static [(&'static str, &'static str)], Value) {
     if let Some(token) = &server.config().admin_token {
         let given = request
@@ -88,6 +157,20 @@ fn route(
             );
         }
     }
+    let (path, query) = request
+        .target
+        .split_once('?')
+        .unwrap_or((&request.target, ""));
+    let asked = AdminRequest {
+        method: &request.method,
+        path,
+        query: parse_query(query),
+        body,
+    };
+    let answer = server.shared.handler.on_admin(server, &asked);
+    if let Some(AdminResponse { status, body }) = answer {
+        return (status, &[], body);
+    }
     if request.method != "GET" {
         return (
             405,
@@ -95,7 +178,6 @@ fn route(
             json!({ "error": "only GET is served here" }),
         );
     }
-    let path = request.target.split('?').next().unwrap_or_default();
     match path {
         "/connections" => (200, &[], connections(server)),
         "/health" => (
@@ -115,42 +197,42 @@ fn route(
 fn connections(server: &Server) -> Value {
     let mut conns = server.connections();
     conns.sort_by_key(|c| c.id());
-    Value::Array(
-        conns
-            .iter()
-            .map(|c| {
-                let hs = c.handshake();
-                let target = &hs.request.target;
-                let (path, query) = match target.split_once('?') {
-                    Some((p, q)) => (p, q),
-                    None => (target.as_str(), ""),
-                };
-                let mut headers = Map::new();
-                for (name, value) in &hs.request.headers.0 {
-                    let name = name.to_ascii_lowercase();
-                    let joined = match headers.remove(&name) {
-                        Some(Value::String(prev)) => format!("{prev}, {value}"),
-                        _ => value.clone(),
-                    };
-                    headers.insert(name, Value::String(joined));
-                }
-                let query: Map<String, Value> = parse_query(query)
-                    .into_iter()
-                    .map(|(k, v)| (k, Value::String(v)))
-                    .collect();
-                json!({
-                    "connectionId": c.id(),
-                    "address": c.peer().to_string(),
-                    "time": time::iso8601(hs.time),
-                    "url": target,
-                    "path": path,
-                    "query": query,
-                    "protocol": hs.protocol,
-                    "headers": headers,
-                })
-            })
-            .collect(),
-    )
+    Value::Array(conns.iter().map(|c| describe(c)).collect())
+}
+
+/// One connection as the admin listing shows it: `connectionId`, `address`, `time`
+/// (ISO 8601 UTC), `url`, `path`, `query`, `protocol` and `headers` (names in lower
+/// case, repeated headers joined with `, `).
+pub fn describe(c: &Conn) -> Value {
+    let hs = c.handshake();
+    let target = &hs.request.target;
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, q),
+        None => (target.as_str(), ""),
+    };
+    let mut headers = Map::new();
+    for (name, value) in &hs.request.headers.0 {
+        let name = name.to_ascii_lowercase();
+        let joined = match headers.remove(&name) {
+            Some(Value::String(prev)) => format!("{prev}, {value}"),
+            _ => value.clone(),
+        };
+        headers.insert(name, Value::String(joined));
+    }
+    let query: Map<String, Value> = parse_query(query)
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    json!({
+        "connectionId": c.id(),
+        "address": c.peer().to_string(),
+        "time": time::iso8601(hs.time),
+        "url": target,
+        "path": path,
+        "query": query,
+        "protocol": hs.protocol,
+        "headers": headers,
+    })
 }
 
 /// Compares two byte strings in time that depends only on their lengths, so that a

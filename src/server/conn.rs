@@ -109,6 +109,8 @@ pub struct Handshake {
     pub time: SystemTime,
     /// The subprotocol selected, if any.
     pub protocol: Option<String>,
+    /// What the handler noted when it accepted the upgrade ([`super::Accept::note`]).
+    pub note: Option<serde_json::Value>,
 }
 
 #[derive(Debug)]

@@ -7,7 +7,7 @@
 //! It selects the first subprotocol a client offers that is in its list
 //! (`--protocol`, RFC 6455 4.2.2), and none when the list is empty.
 
-use super::{Conn, Frame, Handler, Message, Reject, Server};
+use super::{Accept, Conn, Frame, Handler, Message, Reject, Server};
 use crate::protocol::handshake::{choose_protocol, Offer, Request};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,14 +32,11 @@ pub struct Echo {
 }
 
 impl Handler for Echo {
-    fn on_upgrade(
-        &self,
-        _: &Request,
-        offer: &Offer,
-        _: SocketAddr,
-    ) -> Result<Option<String>, Reject> {
+    fn on_upgrade(&self, _: &Request, offer: &Offer, _: SocketAddr) -> Result<Accept, Reject> {
         let supported: Vec<&str> = self.protocols.iter().map(String::as_str).collect();
-        Ok(choose_protocol(&offer.protocols, &supported).map(str::to_owned))
+        Ok(Accept::protocol(
+            choose_protocol(&offer.protocols, &supported).map(str::to_owned),
+        ))
     }
 
     fn on_message(&self, server: &Server, conn: &Arc<Conn>, message: Message) {

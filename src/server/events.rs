@@ -34,10 +34,14 @@
 //! (`internal_error`) and stays.
 
 use super::log::{Level, Record};
-use super::{Config, Conn, Frame, Handler, Message, Server};
+use super::{
+    Accept, AdminRequest, AdminResponse, Config, Conn, Frame, Handler, Message, Reject, Server,
+};
+use crate::protocol::handshake::{Offer, Request};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io;
+use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +57,8 @@ pub type Listener = Arc<dyn Fn(&Ctx, &Value) + Send + Sync>;
 pub struct Ctx<'a> {
     server: &'a Server,
     conn: Option<&'a Arc<Conn>>,
+    emitter: &'a Emitter,
+    event: &'a str,
 }
 
 impl<'a> Ctx<'a> {
@@ -79,6 +85,22 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// The name of the event being handled.
+    pub fn event(&self) -> &'a str {
+        self.event
+    }
+
+    /// Answers the event as bad input, the way the server answers its own: an `error`
+    /// event to the connection (`{"code", "message", "event"}`), a log line at `warn`,
+    /// a count in `/metrics` under `code`, and the `error` listeners. The connection
+    /// stays open.
+    pub fn fail(&self, code: &'static str, message: &str) {
+        if let Some(conn) = self.conn {
+            self.emitter
+                .error_about(self.server, conn, code, message, Some(self.event));
+        }
+    }
+
     /// Sends `event` to every open connection.
     pub fn reply_all(&self, event: &str, data: Value) -> usize {
         self.server.reply_all(event, &data)
@@ -94,6 +116,8 @@ impl Server {
             config: Config::default(),
             listeners: HashMap::new(),
             reconnect_delay: (Duration::from_secs(1), Duration::from_secs(5)),
+            upgrade: None,
+            admin: None,
         }
     }
 
@@ -129,7 +153,15 @@ pub struct Builder {
     config: Config,
     listeners: HashMap<String, Vec<Listener>>,
     reconnect_delay: (Duration, Duration),
+    upgrade: Option<UpgradeHook>,
+    admin: Option<AdminHook>,
 }
+
+/// Decides on upgrade requests ([`Handler::on_upgrade`]).
+pub type UpgradeHook =
+    Box<dyn Fn(&Request, &Offer, SocketAddr) -> Result<Accept, Reject> + Send + Sync>;
+/// Adds admin routes ([`Handler::on_admin`]).
+pub type AdminHook = Box<dyn Fn(&Server, &AdminRequest) -> Option<AdminResponse> + Send + Sync>;
 
 impl Builder {
     /// Uses `config` instead of the defaults.
@@ -153,6 +185,27 @@ impl Builder {
         self
     }
 
+    /// Decides on each upgrade request before the 101: accept it (choosing a
+    /// subprotocol, noting what was learnt) or refuse it with an HTTP status. Without
+    /// one, every valid request is accepted with no subprotocol.
+    pub fn on_upgrade(
+        mut self,
+        hook: impl Fn(&Request, &Offer, SocketAddr) -> Result<Accept, Reject> + Send + Sync + 'static,
+    ) -> Self {
+        self.upgrade = Some(Box::new(hook));
+        self
+    }
+
+    /// Answers admin requests before the admin listener's built-in routes
+    /// ([`Handler::on_admin`]).
+    pub fn on_admin(
+        mut self,
+        hook: impl Fn(&Server, &AdminRequest) -> Option<AdminResponse> + Send + Sync + 'static,
+    ) -> Self {
+        self.admin = Some(Box::new(hook));
+        self
+    }
+
     /// The delay, chosen at random in `min..=max` by each client, after which clients
     /// should come back when the server says `end`. Default 1 to 5 s: spread out, a
     /// restart does not come back as a stampede.
@@ -166,6 +219,8 @@ impl Builder {
         let emitter = Emitter {
             listeners: self.listeners,
             reconnect_delay: self.reconnect_delay,
+            upgrade: self.upgrade,
+            admin: self.admin,
         };
         let wants_log = emitter.listeners.contains_key("log");
         let emitter = Arc::new(emitter);
@@ -188,6 +243,8 @@ impl Builder {
 struct Emitter {
     listeners: HashMap<String, Vec<Listener>>,
     reconnect_delay: (Duration, Duration),
+    upgrade: Option<UpgradeHook>,
+    admin: Option<AdminHook>,
 }
 
 /// The [`Handler`] behind [`Server::builder`]; the log hook shares the emitter.
@@ -200,7 +257,12 @@ impl Emitter {
         let Some(listeners) = self.listeners.get(event) else {
             return false;
         };
-        let ctx = Ctx { server, conn };
+        let ctx = Ctx {
+            server,
+            conn,
+            emitter: self,
+            event,
+        };
         for listener in listeners {
             if catch_unwind(AssertUnwindSafe(|| listener(&ctx, data))).is_err() {
                 // `log` listeners are not logged about: that could loop.
@@ -228,6 +290,18 @@ impl Emitter {
     /// Answers bad input: an `error` event to the client, a log line, a count, and the
     /// `error` listeners.
     fn error(&self, server: &Server, conn: &Arc<Conn>, code: &'static str, message: &str) {
+        self.error_about(server, conn, code, message, None)
+    }
+
+    /// [`Emitter::error`] about a named event, which the `error` event names too.
+    fn error_about(
+        &self,
+        server: &Server,
+        conn: &Arc<Conn>,
+        code: &'static str,
+        message: &str,
+        event: Option<&str>,
+    ) {
         server.metrics().error_event(code);
         server.logger().log(
             Level::Warn,
@@ -235,7 +309,10 @@ impl Emitter {
             "bad input",
             &[("code", &code), ("detail", &message)],
         );
-        let data = json!({ "code": code, "message": message });
+        let mut data = json!({ "code": code, "message": message });
+        if let Some(event) = event {
+            data["event"] = json!(event);
+        }
         let _ = server.reply_one(conn, "error", &data);
         if code != "internal_error" {
             self.emit(server, Some(conn), "error", &data);
@@ -244,6 +321,22 @@ impl Emitter {
 }
 
 impl Handler for Shared {
+    fn on_upgrade(
+        &self,
+        request: &Request,
+        offer: &Offer,
+        peer: SocketAddr,
+    ) -> Result<Accept, Reject> {
+        match &self.0.upgrade {
+            Some(hook) => hook(request, offer, peer),
+            None => Ok(Accept::default()),
+        }
+    }
+
+    fn on_admin(&self, server: &Server, request: &AdminRequest) -> Option<AdminResponse> {
+        self.0.admin.as_ref().and_then(|hook| hook(server, request))
+    }
+
     fn on_open(&self, server: &Server, conn: &Arc<Conn>) {
         self.0.on_open(server, conn)
     }

@@ -40,6 +40,7 @@ pub struct Metrics {
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     http_requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     errors: Mutex<BTreeMap<&'static str, u64>>,
+    app: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
@@ -84,6 +85,20 @@ impl Metrics {
         snapshot(&self.closes)
             .into_iter()
             .find(|(c, _)| *c == code)
+            .map_or(0, |(_, n)| n)
+    }
+
+    /// Counts something the application on top of the server saw (a notification
+    /// delivered, a bad one dropped, a store outage), by kind.
+    pub fn app_event(&self, kind: &'static str) {
+        bump(&self.app, kind);
+    }
+
+    /// How many of `kind` [`Metrics::app_event`] counted.
+    pub fn app_events(&self, kind: &str) -> u64 {
+        snapshot(&self.app)
+            .into_iter()
+            .find(|(k, _)| *k == kind)
             .map_or(0, |(_, n)| n)
     }
 
@@ -205,6 +220,14 @@ impl Metrics {
         );
         for (kind, n) in snapshot(&self.errors) {
             let _ = writeln!(out, "switchboard_error_events_total{{kind=\"{kind}\"}} {n}");
+        }
+        family(
+            &mut out,
+            "app_events_total",
+            "Events of the application on the server (identity, messaging, stores), by kind.",
+        );
+        for (kind, n) in snapshot(&self.app) {
+            let _ = writeln!(out, "switchboard_app_events_total{{kind=\"{kind}\"}} {n}");
         }
         out
     }

@@ -28,8 +28,10 @@ pub mod log;
 pub mod metrics;
 mod writer;
 
+pub use admin::{AdminRequest, AdminResponse};
 pub use conn::{Conn, Frame, Handshake, Message};
 pub use events::Builder;
+pub use http::parse_query;
 
 use crate::protocol::close;
 use crate::protocol::frame::OpCode;
@@ -234,6 +236,28 @@ pub struct Reject {
     pub body: String,
 }
 
+/// An upgrade request accepted by [`Handler::on_upgrade`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Accept {
+    /// The subprotocol to select; it must be one the client offered, or none is
+    /// selected (a client fails a connection that selects one it did not offer, RFC
+    /// 6455 4.1).
+    pub protocol: Option<String>,
+    /// What the handler learnt while deciding (who the peer is, say), kept with the
+    /// connection's handshake ([`Handshake::note`]). The server does not read it.
+    pub note: Option<serde_json::Value>,
+}
+
+impl Accept {
+    /// Accepts with `protocol` selected, if any, and no note.
+    pub fn protocol(protocol: Option<String>) -> Accept {
+        Accept {
+            protocol,
+            note: None,
+        }
+    }
+}
+
 /// What the server does with connections and their messages. Every method but
 /// `on_message` has a default that does nothing.
 ///
@@ -248,8 +272,15 @@ pub trait Handler: Send + Sync + 'static {
         _request: &Request,
         _offer: &Offer,
         _peer: SocketAddr,
-    ) -> Result<Option<String>, Reject> {
-        Ok(None)
+    ) -> Result<Accept, Reject> {
+        Ok(Accept::default())
+    }
+
+    /// Answers a request to the admin listener (`Config::admin_listen`) before its
+    /// built-in routes, which it may replace; `None` leaves the request to them. The
+    /// token, if any, was checked already.
+    fn on_admin(&self, _server: &Server, _request: &AdminRequest) -> Option<AdminResponse> {
+        None
     }
 
     /// A WebSocket connection is open.
@@ -316,7 +347,24 @@ impl fmt::Debug for Server {
     }
 }
 
+/// A handle that does not keep the server alive, for threads and hooks that the server
+/// itself owns (a handle they kept would keep the server from ever being dropped).
+#[derive(Clone, Debug)]
+pub struct WeakServer(std::sync::Weak<Shared>);
+
+impl WeakServer {
+    /// The server, unless it is gone.
+    pub fn upgrade(&self) -> Option<Server> {
+        self.0.upgrade().map(|shared| Server { shared })
+    }
+}
+
 impl Server {
+    /// A handle that does not keep the server alive.
+    pub fn downgrade(&self) -> WeakServer {
+        WeakServer(Arc::downgrade(&self.shared))
+    }
+
     /// A server with `config` whose connections are handled by `handler`. Nothing
     /// runs until [`Server::run`].
     pub fn new(config: Config, handler: impl Handler) -> io::Result<Server> {
@@ -849,9 +897,12 @@ fn serve_connection(server: &Server, stream: TcpStream, peer: SocketAddr, id: u6
             body: "internal error".into(),
         })
     });
-    let protocol = match decided {
+    let (protocol, note) = match decided {
         // A subprotocol the client did not offer would make it fail the connection (4.1).
-        Ok(p) => p.filter(|p| offer.protocols.contains(p)),
+        Ok(accept) => (
+            accept.protocol.filter(|p| offer.protocols.contains(p)),
+            accept.note,
+        ),
         Err(reject) => {
             shared.metrics.handshake_failed("refused_by_handler");
             shared.log.log(
@@ -870,6 +921,7 @@ fn serve_connection(server: &Server, stream: TcpStream, peer: SocketAddr, id: u6
         request,
         time: SystemTime::now(),
         protocol,
+        note,
     };
     let conn = Arc::new(Conn::new(id, peer, handshake, stream, shared.clone()));
     // The 101 is the first thing in the send queue, and the connection is in the

@@ -57,6 +57,10 @@ impl MemorySessions {
 }
 
 impl Sessions for MemorySessions {
+    fn expire(&self) -> usize {
+        self.sweep()
+    }
+
     fn get(&self, key: &str) -> Result<Option<String>, Error> {
         let mut inner = lock(&self.inner);
         match inner.values.get(key) {
@@ -172,6 +176,20 @@ impl History for MemoryHistory {
         let skip = entries.len().saturating_sub(limit);
         Ok(entries.iter().skip(skip).cloned().collect())
     }
+
+    fn remove(&self, stream: &str, id: EntryId) -> Result<bool, Error> {
+        let mut inner = lock(&self.inner);
+        let Some(entries) = inner.streams.get_mut(stream) else {
+            return Ok(false);
+        };
+        match entries.binary_search_by_key(&id, |(i, _)| *i) {
+            Ok(at) => {
+                entries.remove(at);
+                Ok(true)
+            }
+            Err(_) => Ok(false),
+        }
+    }
 }
 
 /// Channels in memory: every subscriber of this process gets every message.
@@ -276,6 +294,18 @@ mod tests {
             vec![ids[3], ids[4]]
         );
         assert_eq!(h.after("nowhere", None, 5).unwrap(), vec![]);
+        // A deleted entry is gone from every read; deleting it again finds nothing.
+        assert!(h.remove("room:a", ids[3]).unwrap());
+        assert!(!h.remove("room:a", ids[3]).unwrap());
+        assert!(!h.remove("nowhere", ids[3]).unwrap());
+        assert_eq!(
+            h.after("room:a", Some(ids[2]), 10)
+                .unwrap()
+                .iter()
+                .map(|(id, _)| *id)
+                .collect::<Vec<_>>(),
+            vec![ids[4]]
+        );
     }
 
     #[test]

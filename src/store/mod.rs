@@ -13,6 +13,7 @@ use serde_json::Value;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What can go wrong in a store.
@@ -55,6 +56,11 @@ pub trait Sessions: Send + Sync {
     fn delete(&self, key: &str) -> Result<bool, Error>;
     /// Every later change to any key.
     fn watch(&self) -> Result<Receiver<KeyEvent>, Error>;
+    /// Expires the keys whose time is up, where the back end does not do it itself
+    /// (in memory); called now and then. Returns how many expired.
+    fn expire(&self) -> usize {
+        0
+    }
 }
 
 /// The id of a history entry: milliseconds since the epoch and a sequence number
@@ -91,6 +97,44 @@ impl FromStr for EntryId {
     }
 }
 
+/// The three stores a hub works with, and the Redis back end behind them if that is
+/// what they are (for what only Redis has: keyspace settings, outage reports).
+#[derive(Clone)]
+pub struct Stores {
+    /// Session keys.
+    pub sessions: Arc<dyn Sessions>,
+    /// Message history.
+    pub history: Arc<dyn History>,
+    /// Fan-out between nodes.
+    pub bus: Arc<dyn Bus>,
+    /// The Redis back end, when the three are on Redis.
+    pub redis: Option<Arc<redis::RedisStore>>,
+}
+
+impl Stores {
+    /// All three in this process's memory; history keeps `max_history` entries per
+    /// stream.
+    pub fn memory(max_history: usize) -> Stores {
+        Stores {
+            sessions: Arc::new(memory::MemorySessions::new()),
+            history: Arc::new(memory::MemoryHistory::new(max_history)),
+            bus: Arc::new(memory::MemoryBus::new()),
+            redis: None,
+        }
+    }
+
+    /// All three on the Redis server of `config`.
+    pub fn redis(config: redis::Config) -> Result<Stores, Error> {
+        let store = Arc::new(redis::RedisStore::new(config)?);
+        Ok(Stores {
+            sessions: store.clone(),
+            history: store.clone(),
+            bus: store.clone(),
+            redis: Some(store),
+        })
+    }
+}
+
 /// Bounded streams of JSON entries: room messages, private messages.
 pub trait History: Send + Sync {
     /// Appends `entry` to `stream`; returns its id. The oldest entries beyond the
@@ -106,6 +150,8 @@ pub trait History: Send + Sync {
     ) -> Result<Vec<(EntryId, Value)>, Error>;
     /// Up to `limit` of the newest entries, oldest first.
     fn last(&self, stream: &str, limit: usize) -> Result<Vec<(EntryId, Value)>, Error>;
+    /// Removes one entry (a moderator deleted the message); returns whether it was there.
+    fn remove(&self, stream: &str, id: EntryId) -> Result<bool, Error>;
 }
 
 /// Publish and subscribe on named channels, the way nodes hear each other and the

@@ -39,6 +39,27 @@ impl Config {
     }
 }
 
+/// What a subscription reports about its line to Redis, for the caller's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// A subscription that was up lost its connection; it will try again with backoff.
+    Lost {
+        /// The channel or pattern.
+        channel: String,
+        /// Why.
+        error: String,
+    },
+    /// It subscribed again after [`Status::Lost`]. Messages published in between
+    /// were not received (pub/sub keeps nothing).
+    Restored {
+        /// The channel or pattern.
+        channel: String,
+    },
+}
+
+/// Called with each [`Status`] change, on the subscription's thread.
+pub type Observer = Arc<dyn Fn(Status) + Send + Sync>;
+
 /// Sessions, history and bus on one Redis server.
 pub struct RedisStore {
     config: Config,
@@ -46,6 +67,7 @@ pub struct RedisStore {
     db: i64,
     conn: Mutex<Option<redis::Connection>>,
     subscriptions: Arc<AtomicU64>,
+    observer: Arc<Mutex<Option<Observer>>>,
 }
 
 fn unavailable(e: redis::RedisError) -> Error {
@@ -64,7 +86,14 @@ impl RedisStore {
             db,
             conn: Mutex::new(None),
             subscriptions: Arc::new(AtomicU64::new(0)),
+            observer: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// Calls `observer` when a subscription loses Redis and when it is back, so that
+    /// an outage is logged and what it may have missed is looked at again.
+    pub fn set_observer(&self, observer: Observer) {
+        *self.observer.lock().unwrap_or_else(|p| p.into_inner()) = Some(observer);
     }
 
     /// How many times a subscription connected and subscribed, the first time
@@ -153,31 +182,58 @@ impl RedisStore {
         let client = self.client.clone();
         let timeout = self.config.timeout;
         let subscriptions = self.subscriptions.clone();
+        let observer = self.observer.clone();
         let name = name.to_owned();
         thread::Builder::new()
             .name(format!("redis-sub {name}"))
             .stack_size(256 * 1024)
             .spawn(move || {
-                subscribe_loop(client, timeout, &name, pattern, &tx, subscriptions, convert)
+                let report = |status: Status| {
+                    let observer = observer.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    if let Some(observer) = observer {
+                        observer(status);
+                    }
+                };
+                let line = Line {
+                    client,
+                    timeout,
+                    name: &name,
+                    pattern,
+                };
+                subscribe_loop(line, &tx, subscriptions, report, convert)
             })
             .map_err(|e| Error::Unavailable(format!("no thread for a subscription: {e}")))?;
         Ok(rx)
     }
 }
 
-/// Subscribes, forwards messages, and on any failure waits (0.1 s doubling to 5 s)
-/// and subscribes again. Ends when the receiver is dropped.
-fn subscribe_loop<T>(
+/// Where a subscription connects, and to what.
+struct Line<'a> {
     client: redis::Client,
     timeout: Duration,
-    name: &str,
+    name: &'a str,
     pattern: bool,
+}
+
+/// Subscribes, forwards messages, and on any failure waits (0.1 s doubling to 5 s)
+/// and subscribes again, reporting the loss and the return. Ends when the receiver is
+/// dropped.
+fn subscribe_loop<T>(
+    line: Line,
     tx: &Sender<T>,
     subscriptions: Arc<AtomicU64>,
+    report: impl Fn(Status),
     convert: impl Fn(&redis::Msg) -> Option<T>,
 ) {
+    let Line {
+        client,
+        timeout,
+        name,
+        pattern,
+    } = line;
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
+    let mut lost = false;
     loop {
         if !first {
             thread::sleep(backoff);
@@ -202,7 +258,12 @@ fn subscribe_loop<T>(
         }
         subscriptions.fetch_add(1, Ordering::Relaxed);
         backoff = Duration::from_millis(100);
-        loop {
+        if lost {
+            report(Status::Restored {
+                channel: name.to_owned(),
+            });
+        }
+        let error = loop {
             match pubsub.get_message() {
                 Ok(msg) => {
                     if let Some(item) = convert(&msg) {
@@ -212,14 +273,19 @@ fn subscribe_loop<T>(
                     }
                 }
                 Err(e) if e.is_timeout() => {
-                    // Quiet: check the line and whether anyone still listens.
-                    if pubsub.ping::<String>().is_err() {
-                        break;
+                    // Quiet: check the line.
+                    if let Err(e) = pubsub.ping::<String>() {
+                        break e;
                     }
                 }
-                Err(_) => break,
+                Err(e) => break e,
             }
-        }
+        };
+        lost = true;
+        report(Status::Lost {
+            channel: name.to_owned(),
+            error: error.to_string(),
+        });
     }
 }
 
@@ -308,6 +374,11 @@ impl History for RedisStore {
         let mut entries = rows.into_iter().map(entry).collect::<Result<Vec<_>, _>>()?;
         entries.reverse();
         Ok(entries)
+    }
+
+    fn remove(&self, stream: &str, id: EntryId) -> Result<bool, Error> {
+        let n: i64 = self.query(redis::cmd("XDEL").arg(stream).arg(id.to_string()))?;
+        Ok(n > 0)
     }
 }
 

@@ -1,0 +1,333 @@
+//! How a connection says who it is, in the three ways sites already use
+//! (docs/CONTRACTS.md), and the decision on its upgrade request.
+//!
+//! - **User to session**: `?userId=..&softId=..` with the session id in a `sessid`
+//!   header or, from a browser, as the `Sec-WebSocket-Protocol` value. The site wrote
+//!   the session id under the user's key; it must match, compared in constant time.
+//! - **Session key**: `?session_key=..`; the site wrote the user's name and chat room
+//!   under the key.
+//! - **Session to user**: nothing in the request; the client sends `authenticate` with
+//!   its session id once connected, and the site's `session-store-<id>` names the user
+//!   (checked by the hub, not here).
+//!
+//! A request that tries the first two ways and fails gets 401 before any upgrade; a
+//! request from a browser page whose `Origin` is not allowed gets 403.
+
+use super::Config;
+use crate::protocol::handshake::{Offer, Request};
+use crate::server::parse_query;
+use crate::server::{admin::constant_time_eq, Reject};
+use crate::store::{Error as StoreError, Sessions};
+use serde_json::{json, Value};
+
+/// A key name with one placeholder, such as `session-store-{sessionId}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    prefix: String,
+    suffix: String,
+}
+
+impl Template {
+    /// Reads a template: text with exactly one `{name}` placeholder.
+    pub fn parse(text: &str) -> Result<Template, String> {
+        let open = text.find('{');
+        let close = text.find('}');
+        match (open, close) {
+            (Some(o), Some(c))
+                if o < c
+                    && text[c + 1..].find(['{', '}']).is_none()
+                    && text[..o].find('}').is_none() =>
+            {
+                Ok(Template {
+                    prefix: text[..o].to_owned(),
+                    suffix: text[c + 1..].to_owned(),
+                })
+            }
+            _ => Err(format!(
+                "key template {text:?} must hold one placeholder, such as {{userId}}"
+            )),
+        }
+    }
+
+    /// The key for `value`.
+    pub fn fill(&self, value: &str) -> String {
+        format!("{}{value}{}", self.prefix, self.suffix)
+    }
+
+    /// The value a key was made from, if it was made from this template.
+    pub fn extract<'k>(&self, key: &'k str) -> Option<&'k str> {
+        let rest = key
+            .strip_prefix(self.prefix.as_str())?
+            .strip_suffix(self.suffix.as_str())?;
+        (!rest.is_empty()).then_some(rest)
+    }
+}
+
+/// What an accepted upgrade request said about its peer, kept as the connection's
+/// handshake note.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// `?userId` with a session id that matched the user's key.
+    User {
+        /// The user id, as a string.
+        user: String,
+        /// The session id presented.
+        session: String,
+    },
+    /// `?session_key` found in the store.
+    SessionKey {
+        /// The key presented.
+        key: String,
+        /// The user's name the site stored.
+        user: String,
+        /// The chat room the site stored, if any.
+        room: Option<String>,
+    },
+    /// Nothing yet; the connection may `authenticate` later.
+    Anonymous,
+}
+
+/// The claim and the application tag, as the handshake note holds them.
+pub fn note(claim: &Claim, soft_id: Option<&str>) -> Value {
+    let mut note = match claim {
+        Claim::User { user, session } => {
+            json!({ "way": "user", "user": user, "session": session })
+        }
+        Claim::SessionKey { key, user, room } => {
+            json!({ "way": "session_key", "session": key, "user": user, "room": room })
+        }
+        Claim::Anonymous => json!({ "way": "anonymous" }),
+    };
+    note["softId"] = json!(soft_id);
+    note
+}
+
+/// Reads back what [`note`] wrote.
+pub fn read_note(note: Option<&Value>) -> (Claim, Option<String>) {
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    let Some(note) = note else {
+        return (Claim::Anonymous, None);
+    };
+    let soft_id = text(note, "softId");
+    let claim = match (
+        note.get("way").and_then(Value::as_str),
+        text(note, "user"),
+        text(note, "session"),
+    ) {
+        (Some("user"), Some(user), Some(session)) => Claim::User { user, session },
+        (Some("session_key"), Some(user), Some(key)) => Claim::SessionKey {
+            key,
+            user,
+            room: text(note, "room"),
+        },
+        _ => Claim::Anonymous,
+    };
+    (claim, soft_id)
+}
+
+/// Why an upgrade was refused, for the log and the metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The HTTP answer.
+    pub reject: Reject,
+    /// A label for metrics (`auth_missing_session`...).
+    pub kind: &'static str,
+}
+
+fn refuse(status: u16, kind: &'static str, body: &str) -> Refusal {
+    Refusal {
+        reject: Reject {
+            status,
+            body: body.to_owned(),
+        },
+        kind,
+    }
+}
+
+fn unavailable(e: StoreError) -> Refusal {
+    let _ = e;
+    refuse(
+        503,
+        "auth_store_unavailable",
+        "the session store cannot be reached",
+    )
+}
+
+/// Decides on an upgrade request: the claim it makes and the subprotocol to select,
+/// or the refusal.
+pub fn decide(
+    config: &Config,
+    sessions: &dyn Sessions,
+    request: &Request,
+    offer: &Offer,
+) -> Result<(Claim, Option<String>, Option<String>), Refusal> {
+    if !config.origins.is_empty() {
+        // Browsers always send Origin; other clients need not, and are not refused for
+        // it (RFC 6455 10.2: the check protects pages, not servers).
+        if let Some(origin) = request.headers.one("origin") {
+            if !config
+                .origins
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(origin.trim()))
+            {
+                return Err(refuse(403, "origin_refused", "this origin is not allowed"));
+            }
+        }
+    }
+    let query = request.target.split_once('?').map_or("", |(_, q)| q);
+    let pairs = parse_query(query);
+    let param = |names: &[&str]| {
+        names.iter().find_map(|n| {
+            pairs
+                .iter()
+                .find(|(k, v)| k == n && !v.is_empty())
+                .map(|(_, v)| v.clone())
+        })
+    };
+    let soft_id = param(&["softId", "softid"]);
+    if let (Some(template), Some(user)) = (&config.user_session_key, param(&["userId"])) {
+        // The header first; a browser offers the session id as its subprotocol.
+        let header = request.headers.one("sessid").map(str::trim);
+        let candidates: Vec<&str> = match header {
+            Some(h) if !h.is_empty() => vec![h],
+            _ => offer.protocols.iter().map(String::as_str).collect(),
+        };
+        if candidates.is_empty() {
+            return Err(refuse(
+                401,
+                "auth_missing_session",
+                "no session id was given",
+            ));
+        }
+        let stored = sessions
+            .get(&template.fill(&user))
+            .map_err(unavailable)?
+            .ok_or_else(|| refuse(401, "auth_unknown_user", "the session check failed"))?;
+        let found = candidates
+            .iter()
+            .fold(None, |hit, c| {
+                match constant_time_eq(c.as_bytes(), stored.as_bytes()) {
+                    true => Some(*c),
+                    false => hit,
+                }
+            })
+            .ok_or_else(|| refuse(401, "auth_wrong_session", "the session check failed"))?;
+        // A browser drops a connection whose 101 does not select its protocol.
+        let protocol = header.is_none().then(|| found.to_owned());
+        let claim = Claim::User {
+            user,
+            session: found.to_owned(),
+        };
+        return Ok((claim, protocol, soft_id));
+    }
+    if let (Some(template), Some(key)) = (&config.chat_session_key, param(&["session_key"])) {
+        let stored = sessions
+            .get(&template.fill(&key))
+            .map_err(unavailable)?
+            .ok_or_else(|| refuse(401, "auth_unknown_session", "the session check failed"))?;
+        let (user, room) = read_chat_session(&stored)
+            .ok_or_else(|| refuse(401, "auth_bad_session", "the session check failed"))?;
+        return Ok((Claim::SessionKey { key, user, room }, None, soft_id));
+    }
+    if !config.anonymous && config.session_user_key.is_none() {
+        return Err(refuse(
+            401,
+            "auth_anonymous",
+            "a session is required (userId or session_key)",
+        ));
+    }
+    Ok((Claim::Anonymous, None, soft_id))
+}
+
+/// The user's name and chat room from a stored chat session: a JSON object with
+/// `user` (or `user_name`) and `room` (or `chat_room`, a string or a number), or a
+/// plain string, the name alone.
+pub fn read_chat_session(stored: &str) -> Option<(String, Option<String>)> {
+    let name_ok = |s: &str| !s.trim().is_empty();
+    match serde_json::from_str::<Value>(stored) {
+        Ok(Value::Object(map)) => {
+            let user = ["user", "user_name"]
+                .iter()
+                .find_map(|k| map.get(*k).and_then(Value::as_str))
+                .filter(|s| name_ok(s))?;
+            let room = ["room", "chat_room"]
+                .iter()
+                .find_map(|k| match map.get(*k) {
+                    Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+                    Some(Value::Number(n)) => Some(n.to_string()),
+                    _ => None,
+                });
+            Some((user.to_owned(), room))
+        }
+        Ok(_) | Err(_) if name_ok(stored) && !stored.trim_start().starts_with('{') => {
+            Some((stored.to_owned(), None))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_fill_and_extract() {
+        let t = Template::parse("session-store-{sessionId}").unwrap();
+        assert_eq!(t.fill("abc"), "session-store-abc");
+        assert_eq!(t.extract("session-store-abc"), Some("abc"));
+        assert_eq!(t.extract("session-store-"), None);
+        assert_eq!(t.extract("other-abc"), None);
+        let bare = Template::parse("{userId}").unwrap();
+        assert_eq!(bare.extract("23"), Some("23"));
+        let both = Template::parse("u:{id}:sess").unwrap();
+        assert_eq!(both.fill("7"), "u:7:sess");
+        assert_eq!(both.extract("u:7:sess"), Some("7"));
+        assert_eq!(both.extract("u:7:sessx"), None);
+        for bad in ["plain", "{a}{b}", "}x{", "{", "a}b{c}"] {
+            assert!(Template::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn chat_sessions_in_every_stored_form() {
+        assert_eq!(
+            read_chat_session(r#"{"user_name":"Michael Redman","chat_room":0}"#),
+            Some(("Michael Redman".into(), Some("0".into())))
+        );
+        assert_eq!(
+            read_chat_session(r#"{"user":"ann","room":"lobby"}"#),
+            Some(("ann".into(), Some("lobby".into())))
+        );
+        assert_eq!(read_chat_session("ann"), Some(("ann".into(), None)));
+        for bad in [
+            "",
+            "  ",
+            r#"{"room":1}"#,
+            r#"{"user":""}"#,
+            r#"{"user":3}"#,
+            "{broken",
+        ] {
+            assert_eq!(read_chat_session(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn notes_read_back() {
+        for claim in [
+            Claim::User {
+                user: "23".into(),
+                session: "s".into(),
+            },
+            Claim::SessionKey {
+                key: "k".into(),
+                user: "ann".into(),
+                room: Some("0".into()),
+            },
+            Claim::Anonymous,
+        ] {
+            let n = note(&claim, Some("app"));
+            assert_eq!(read_note(Some(&n)), (claim, Some("app".into())));
+        }
+        assert_eq!(read_note(None), (Claim::Anonymous, None));
+    }
+}

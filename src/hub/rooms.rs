@@ -1,0 +1,433 @@
+//! Chat rooms: who is in them, who may speak, and who may moderate, as rules without
+//! I/O. The hub applies a rule, then sends what follows from it.
+//!
+//! Ranks, highest first: a site admin (`hub::Config::admins`), the room's owner (who
+//! created it), its moderators (appointed by the owner), members. A moderator acts on
+//! members only; the owner on moderators too; nobody acts on the owner but an admin.
+//! A room made by a session's chat room (`?session_key=`) has no owner: only admins
+//! moderate it.
+//!
+//! Membership is by user, not by connection: a user who joins from one tab is in the
+//! room in every tab, and leaves it when their last connection closes.
+
+use std::collections::{BTreeSet, HashMap};
+
+/// Why a room operation was refused; each maps to an `error` code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RoomError {
+    /// No room by that name.
+    NoRoom,
+    /// `create` of a room that exists.
+    Exists,
+    /// `create` when `max_rooms` rooms exist.
+    TooMany,
+    /// The user is banned from the room.
+    Banned,
+    /// The user is not in the room.
+    NotMember,
+    /// The user is muted in the room.
+    Muted,
+    /// The user's rank does not allow the action.
+    Forbidden,
+    /// The action's target is not someone it applies to (not a member, not banned...).
+    NoTarget,
+}
+
+impl RoomError {
+    /// The `error` event's code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RoomError::NoRoom => "no_room",
+            RoomError::Exists => "room_exists",
+            RoomError::TooMany => "too_many_rooms",
+            RoomError::Banned => "banned",
+            RoomError::NotMember => "not_member",
+            RoomError::Muted => "muted",
+            RoomError::Forbidden => "forbidden",
+            RoomError::NoTarget => "no_target",
+        }
+    }
+
+    /// The `error` event's message.
+    pub fn message(&self) -> &'static str {
+        match self {
+            RoomError::NoRoom => "there is no such room",
+            RoomError::Exists => "a room with that name exists",
+            RoomError::TooMany => "no more rooms can be created",
+            RoomError::Banned => "you are banned from this room",
+            RoomError::NotMember => "you are not in this room",
+            RoomError::Muted => "you are muted in this room",
+            RoomError::Forbidden => "your rank in this room does not allow that",
+            RoomError::NoTarget => "that user is not someone this applies to",
+        }
+    }
+}
+
+/// A moderation action on a user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Out of the room; may join again.
+    Kick,
+    /// Out of the room, and may not join again until unbanned.
+    Ban,
+    /// May join again.
+    Unban,
+    /// Stays, but may not send.
+    Mute,
+    /// May send again.
+    Unmute,
+    /// Becomes a moderator (owner only).
+    Appoint,
+    /// Is a moderator no more (owner only).
+    Dismiss,
+}
+
+impl Action {
+    /// The action named by a `chat.<name>` method, if it is one.
+    pub fn from_method(name: &str) -> Option<Action> {
+        Some(match name {
+            "kick" => Action::Kick,
+            "ban" => Action::Ban,
+            "unban" => Action::Unban,
+            "mute" => Action::Mute,
+            "unmute" => Action::Unmute,
+            "appoint" => Action::Appoint,
+            "dismiss" => Action::Dismiss,
+            _ => return None,
+        })
+    }
+
+    /// The event its target and the room's members are told with (`chat.kicked`...).
+    pub fn event(self) -> &'static str {
+        match self {
+            Action::Kick => "chat.kicked",
+            Action::Ban => "chat.banned",
+            Action::Unban => "chat.unbanned",
+            Action::Mute => "chat.muted",
+            Action::Unmute => "chat.unmuted",
+            Action::Appoint => "chat.appointed",
+            Action::Dismiss => "chat.dismissed",
+        }
+    }
+}
+
+/// One room.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Room {
+    /// Who created it; `None` for a room made by a session's chat room.
+    pub owner: Option<String>,
+    /// Appointed by the owner.
+    pub moderators: BTreeSet<String>,
+    /// Users in the room now.
+    pub members: BTreeSet<String>,
+    /// Users who may not join.
+    pub banned: BTreeSet<String>,
+    /// Users who may not send.
+    pub muted: BTreeSet<String>,
+}
+
+impl Room {
+    /// 3 for an admin, 2 for the owner, 1 for a moderator, 0 for anyone else.
+    fn rank(&self, user: &str, admin: bool) -> u8 {
+        if admin {
+            3
+        } else if self.owner.as_deref() == Some(user) {
+            2
+        } else if self.moderators.contains(user) {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// Every room of this node.
+#[derive(Debug)]
+pub struct Rooms {
+    rooms: HashMap<String, Room>,
+    max_rooms: usize,
+}
+
+impl Rooms {
+    /// No rooms; at most `max_rooms` at once.
+    pub fn new(max_rooms: usize) -> Self {
+        Rooms {
+            rooms: HashMap::new(),
+            max_rooms,
+        }
+    }
+
+    /// A room, if it exists.
+    pub fn get(&self, room: &str) -> Option<&Room> {
+        self.rooms.get(room)
+    }
+
+    /// The names of every room, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.rooms.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// `owner` creates `room` and is its first member.
+    pub fn create(&mut self, room: &str, owner: &str) -> Result<(), RoomError> {
+        if self.rooms.contains_key(room) {
+            return Err(RoomError::Exists);
+        }
+        if self.rooms.len() >= self.max_rooms {
+            return Err(RoomError::TooMany);
+        }
+        let mut r = Room {
+            owner: Some(owner.to_owned()),
+            ..Room::default()
+        };
+        r.members.insert(owner.to_owned());
+        self.rooms.insert(room.to_owned(), r);
+        Ok(())
+    }
+
+    /// `user` joins `room`; with `open`, a missing room is made with no owner (a
+    /// session's chat room). Returns whether the user was not in it before.
+    pub fn join(&mut self, room: &str, user: &str, open: bool) -> Result<bool, RoomError> {
+        if !self.rooms.contains_key(room) {
+            if !open {
+                return Err(RoomError::NoRoom);
+            }
+            if self.rooms.len() >= self.max_rooms {
+                return Err(RoomError::TooMany);
+            }
+            self.rooms.insert(room.to_owned(), Room::default());
+        }
+        let r = self.rooms.get_mut(room).ok_or(RoomError::NoRoom)?;
+        if r.banned.contains(user) {
+            return Err(RoomError::Banned);
+        }
+        Ok(r.members.insert(user.to_owned()))
+    }
+
+    /// `user` leaves `room`. A room with no owner is forgotten when it is empty.
+    pub fn leave(&mut self, room: &str, user: &str) -> Result<(), RoomError> {
+        let r = self.rooms.get_mut(room).ok_or(RoomError::NoRoom)?;
+        if !r.members.remove(user) {
+            return Err(RoomError::NotMember);
+        }
+        self.forget_if_done(room);
+        Ok(())
+    }
+
+    /// `user` leaves every room (their last connection closed). Returns the rooms left.
+    pub fn leave_all(&mut self, user: &str) -> Vec<String> {
+        let left: Vec<String> = self
+            .rooms
+            .iter_mut()
+            .filter_map(|(name, r)| r.members.remove(user).then(|| name.clone()))
+            .collect();
+        for room in &left {
+            self.forget_if_done(room);
+        }
+        left
+    }
+
+    fn forget_if_done(&mut self, room: &str) {
+        if self
+            .rooms
+            .get(room)
+            .is_some_and(|r| r.owner.is_none() && r.members.is_empty() && r.banned.is_empty())
+        {
+            self.rooms.remove(room);
+        }
+    }
+
+    /// Whether `user` may read `room`'s members and history: they are in it.
+    pub fn check_member(&self, room: &str, user: &str) -> Result<&Room, RoomError> {
+        let r = self.rooms.get(room).ok_or(RoomError::NoRoom)?;
+        if !r.members.contains(user) {
+            return Err(RoomError::NotMember);
+        }
+        Ok(r)
+    }
+
+    /// Whether `user` may send to `room`: they are in it and not muted.
+    pub fn check_send(&self, room: &str, user: &str) -> Result<&Room, RoomError> {
+        let r = self.check_member(room, user)?;
+        if r.muted.contains(user) {
+            return Err(RoomError::Muted);
+        }
+        Ok(r)
+    }
+
+    /// Whether `actor` may delete messages of `room`: a moderator or above.
+    pub fn check_moderator(&self, room: &str, actor: &str, admin: bool) -> Result<(), RoomError> {
+        let r = self.rooms.get(room).ok_or(RoomError::NoRoom)?;
+        if r.rank(actor, admin) == 0 {
+            return Err(RoomError::Forbidden);
+        }
+        Ok(())
+    }
+
+    /// `actor` (an admin if `admin`) applies `action` to `target` in `room`.
+    pub fn moderate(
+        &mut self,
+        room: &str,
+        actor: &str,
+        admin: bool,
+        action: Action,
+        target: &str,
+    ) -> Result<(), RoomError> {
+        let r = self.rooms.get_mut(room).ok_or(RoomError::NoRoom)?;
+        let mine = r.rank(actor, admin);
+        let theirs = r.rank(target, false);
+        let needed = match action {
+            Action::Appoint | Action::Dismiss => 2,
+            _ => 1,
+        };
+        // Acting on someone of one's own rank or above is refused, oneself included.
+        if mine < needed || (theirs >= mine && !matches!(action, Action::Unban | Action::Unmute)) {
+            return Err(RoomError::Forbidden);
+        }
+        let done = match action {
+            Action::Kick => r.members.remove(target),
+            Action::Ban => {
+                r.moderators.remove(target);
+                r.members.remove(target);
+                r.banned.insert(target.to_owned())
+            }
+            Action::Unban => r.banned.remove(target),
+            Action::Mute => r.members.contains(target) && r.muted.insert(target.to_owned()),
+            Action::Unmute => r.muted.remove(target),
+            Action::Appoint => !r.banned.contains(target) && r.moderators.insert(target.to_owned()),
+            Action::Dismiss => r.moderators.remove(target),
+        };
+        if !done {
+            return Err(RoomError::NoTarget);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lobby() -> Rooms {
+        let mut rooms = Rooms::new(10);
+        rooms.create("lobby", "owner").unwrap();
+        for u in ["mod", "ann", "bob"] {
+            assert!(rooms.join("lobby", u, false).unwrap());
+        }
+        rooms
+            .moderate("lobby", "owner", false, Action::Appoint, "mod")
+            .unwrap();
+        rooms
+    }
+
+    #[test]
+    fn create_join_leave() {
+        let mut rooms = lobby();
+        assert_eq!(rooms.create("lobby", "ann"), Err(RoomError::Exists));
+        assert_eq!(rooms.join("nowhere", "ann", false), Err(RoomError::NoRoom));
+        assert_eq!(rooms.join("lobby", "ann", false), Ok(false));
+        rooms.leave("lobby", "ann").unwrap();
+        assert_eq!(rooms.leave("lobby", "ann"), Err(RoomError::NotMember));
+        assert_eq!(rooms.check_send("lobby", "ann"), Err(RoomError::NotMember));
+        // An owned room stays when empty; an open one goes.
+        assert!(rooms.join("open", "ann", true).unwrap());
+        assert_eq!(rooms.leave_all("ann"), vec!["open".to_owned()]);
+        assert!(rooms.get("open").is_none());
+        for u in ["owner", "mod", "bob"] {
+            rooms.leave("lobby", u).unwrap();
+        }
+        assert!(rooms.get("lobby").is_some());
+    }
+
+    #[test]
+    fn room_count_is_bounded() {
+        let mut rooms = Rooms::new(2);
+        rooms.create("a", "u").unwrap();
+        rooms.join("b", "u", true).unwrap();
+        assert_eq!(rooms.create("c", "u"), Err(RoomError::TooMany));
+        assert_eq!(rooms.join("c", "u", true), Err(RoomError::TooMany));
+    }
+
+    #[test]
+    fn ban_keeps_out_until_unban() {
+        let mut rooms = lobby();
+        rooms
+            .moderate("lobby", "mod", false, Action::Ban, "ann")
+            .unwrap();
+        assert!(!rooms.get("lobby").unwrap().members.contains("ann"));
+        assert_eq!(rooms.join("lobby", "ann", false), Err(RoomError::Banned));
+        rooms
+            .moderate("lobby", "mod", false, Action::Unban, "ann")
+            .unwrap();
+        assert_eq!(rooms.join("lobby", "ann", false), Ok(true));
+    }
+
+    #[test]
+    fn mute_stops_sending_until_unmute() {
+        let mut rooms = lobby();
+        rooms
+            .moderate("lobby", "owner", false, Action::Mute, "bob")
+            .unwrap();
+        assert_eq!(rooms.check_send("lobby", "bob"), Err(RoomError::Muted));
+        assert!(rooms.check_send("lobby", "ann").is_ok());
+        rooms
+            .moderate("lobby", "mod", false, Action::Unmute, "bob")
+            .unwrap();
+        assert!(rooms.check_send("lobby", "bob").is_ok());
+    }
+
+    #[test]
+    fn ranks_decide_who_acts_on_whom() {
+        let mut rooms = lobby();
+        // Members do not moderate.
+        assert_eq!(
+            rooms.moderate("lobby", "ann", false, Action::Kick, "bob"),
+            Err(RoomError::Forbidden)
+        );
+        assert_eq!(
+            rooms.check_moderator("lobby", "ann", false),
+            Err(RoomError::Forbidden)
+        );
+        // Moderators act on members, not on each other, the owner or themselves.
+        assert_eq!(
+            rooms.moderate("lobby", "mod", false, Action::Kick, "owner"),
+            Err(RoomError::Forbidden)
+        );
+        assert_eq!(
+            rooms.moderate("lobby", "mod", false, Action::Mute, "mod"),
+            Err(RoomError::Forbidden)
+        );
+        assert_eq!(
+            rooms.moderate("lobby", "mod", false, Action::Appoint, "ann"),
+            Err(RoomError::Forbidden)
+        );
+        rooms
+            .moderate("lobby", "mod", false, Action::Kick, "bob")
+            .unwrap();
+        assert_eq!(
+            rooms.moderate("lobby", "mod", false, Action::Kick, "bob"),
+            Err(RoomError::NoTarget)
+        );
+        // The owner acts on moderators; an admin on the owner.
+        rooms
+            .moderate("lobby", "owner", false, Action::Dismiss, "mod")
+            .unwrap();
+        assert_eq!(
+            rooms.moderate("lobby", "owner", false, Action::Kick, "owner"),
+            Err(RoomError::Forbidden)
+        );
+        rooms
+            .moderate("lobby", "root", true, Action::Mute, "owner")
+            .unwrap();
+        assert!(rooms.check_moderator("lobby", "root", true).is_ok());
+        // A banned user cannot be appointed.
+        rooms
+            .moderate("lobby", "owner", false, Action::Ban, "ann")
+            .unwrap();
+        assert_eq!(
+            rooms.moderate("lobby", "owner", false, Action::Appoint, "ann"),
+            Err(RoomError::NoTarget)
+        );
+    }
+}
