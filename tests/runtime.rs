@@ -414,44 +414,8 @@ fn json_logs_are_one_object_per_line() {
     assert!(open["conn"].is_u64());
 }
 
-/// The admin listener's address, from the server's log.
-fn admin_addr(server: &Server) -> std::net::SocketAddr {
-    assert!(
-        server
-            .stderr
-            .wait_for(TIMEOUT, |l| l.contains("admin listener")),
-        "{:?}",
-        server.stderr.snapshot()
-    );
-    let line = server
-        .stderr
-        .snapshot()
-        .into_iter()
-        .find(|l| l.contains("admin listener"))
-        .unwrap();
-    line.split("address=")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 fn admin_get(addr: std::net::SocketAddr, path: &str, auth: Option<&str>) -> (u16, String) {
-    let mut c = Client::raw(addr);
-    let auth = auth
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    c.send(
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n").as_bytes(),
-        Whole,
-    );
-    let text = c.read_to_end_text();
-    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
-    (
-        status,
-        text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned(),
-    )
+    admin_request(addr, "GET", path, "", auth)
 }
 
 #[test]

@@ -161,13 +161,60 @@ impl From<RoomError> for Error {
 
 type Outcome = Result<(), Error>;
 
+/// The way a session was presented, which says which key to read for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Way {
+    /// `?userId` with a session id: the user's key holds the session id.
+    UserKey(String),
+    /// `authenticate`: the session's key holds the user id.
+    SessionStore,
+    /// `?session_key`: the key holds the user's name and room.
+    ChatKey,
+}
+
 /// What the hub holds under its lock.
 struct State {
     identity: Identity,
     rooms: Rooms,
+    /// How each held session was presented.
+    ways: HashMap<String, Way>,
     /// Sessions presented the user-to-session way, by user: the key to watch is the
     /// user's.
     user_sessions: HashMap<String, BTreeSet<String>>,
+}
+
+impl State {
+    /// Notes how `session` was presented.
+    fn note_way(&mut self, session: &str, way: Way) {
+        if let Some(Way::UserKey(old)) = self.ways.insert(session.to_owned(), way.clone()) {
+            self.drop_user_session(&old, session);
+        }
+        if let Way::UserKey(user) = way {
+            self.user_sessions
+                .entry(user)
+                .or_default()
+                .insert(session.to_owned());
+        }
+    }
+
+    fn drop_user_session(&mut self, user: &str, session: &str) {
+        if let Some(set) = self.user_sessions.get_mut(user) {
+            set.remove(session);
+            if set.is_empty() {
+                self.user_sessions.remove(user);
+            }
+        }
+    }
+
+    /// Forgets how `session` was presented once no connection holds it.
+    fn forget_if_unheld(&mut self, session: &str) {
+        if !self.identity.connections_of_session(session).is_empty() {
+            return;
+        }
+        if let Some(Way::UserKey(user)) = self.ways.remove(session) {
+            self.drop_user_session(&user, session);
+        }
+    }
 }
 
 /// Identity and messaging on top of an event [`Server`].
@@ -235,6 +282,7 @@ impl Hub {
             state: Mutex::new(State {
                 identity: Identity::new(),
                 rooms,
+                ways: HashMap::new(),
                 user_sessions: HashMap::new(),
             }),
             server: OnceLock::new(),
@@ -447,9 +495,15 @@ impl Hub {
                     }
                     // Keys set or deleted during the outage sent no event: read them.
                     let sessions = self.state().identity.sessions();
-                    for s in sessions {
-                        self.recheck_session(&s);
+                    for s in &sessions {
+                        self.recheck_session(s);
                     }
+                    self.log(
+                        Level::Info,
+                        None,
+                        "sessions read again after the outage",
+                        &[("sessions", &sessions.len())],
+                    );
                 }
             }
         }
@@ -469,10 +523,7 @@ impl Hub {
                 st.identity.add(id, soft_id);
                 st.identity.attach(id, session);
                 st.identity.bind_session(session, user);
-                st.user_sessions
-                    .entry(user.clone())
-                    .or_default()
-                    .insert(session.clone());
+                st.note_way(session, Way::UserKey(user.clone()));
             }
             Claim::SessionKey { key, user, room } => {
                 self.confirm(id, user, key, soft_id.as_deref(), room.as_deref());
@@ -481,6 +532,7 @@ impl Hub {
                     st.identity.add(id, soft_id);
                     st.identity.attach(id, key);
                     st.identity.bind_session(key, user);
+                    st.note_way(key, Way::ChatKey);
                 }
                 if let Some(room) = room {
                     if let Err(e) = self.enter_room(room, user, true) {
@@ -539,15 +591,8 @@ impl Hub {
         let Some(member) = st.identity.remove(id) else {
             return;
         };
-        if let (Some(user), Some(session)) = (&member.user, &member.session) {
-            if st.identity.connections_of_session(session).is_empty() {
-                if let Some(set) = st.user_sessions.get_mut(user) {
-                    set.remove(session);
-                    if set.is_empty() {
-                        st.user_sessions.remove(user);
-                    }
-                }
-            }
+        if let Some(session) = &member.session {
+            st.forget_if_unheld(session);
         }
         drop(st);
         if let Some(user) = member.user {
@@ -578,7 +623,12 @@ impl Hub {
         let id = ctx.id();
         {
             let mut st = self.state();
+            let before = st.identity.member(id).and_then(|m| m.session.clone());
             st.identity.attach(id, &session);
+            st.note_way(&session, Way::SessionStore);
+            if let Some(before) = before.filter(|b| *b != session) {
+                st.forget_if_unheld(&before);
+            }
         }
         // Attached first, read second: a key set in between is seen by the watcher.
         let user = self.stores.sessions.get(&template.fill(&session))?;
@@ -626,11 +676,10 @@ impl Hub {
         };
         let (session_way, chat_way, user_way) = {
             let st = self.state();
-            let held = |s: &str| !st.identity.connections_of_session(s).is_empty();
-            let pick = |t: &Option<Template>| {
+            let pick = |t: &Option<Template>, way: Way| {
                 t.as_ref()
                     .and_then(|t| t.extract(key))
-                    .filter(|s| held(s))
+                    .filter(|s| st.ways.get(*s) == Some(&way))
                     .map(str::to_owned)
             };
             let user_way = self
@@ -641,12 +690,12 @@ impl Hub {
                 .filter(|u| st.user_sessions.contains_key(*u))
                 .map(str::to_owned);
             (
-                pick(&self.config.session_user_key),
-                pick(&self.config.chat_session_key),
+                pick(&self.config.session_user_key, Way::SessionStore),
+                pick(&self.config.chat_session_key, Way::ChatKey),
                 user_way,
             )
         };
-        if let Some(session) = session_way.or(chat_way) {
+        for session in [session_way, chat_way].into_iter().flatten() {
             self.recheck_session(&session);
         }
         if let Some(user) = user_way {
@@ -654,34 +703,25 @@ impl Hub {
         }
     }
 
-    /// Reads a held session's key again and binds or unbinds its connections.
+    /// Reads a held session's key again, the way it was presented, and binds or
+    /// unbinds its connections.
     fn recheck_session(&self, session: &str) {
-        let mut found = None;
-        let ways = [
-            (&self.config.session_user_key, false),
-            (&self.config.chat_session_key, true),
-        ];
-        for (template, chat) in ways {
-            let Some(t) = template else { continue };
-            match self.stores.sessions.get(&t.fill(session)) {
-                Ok(Some(v)) => {
-                    let user = if chat {
-                        auth::read_chat_session(&v).map(|(u, _)| u)
-                    } else {
-                        Some(v)
-                    };
-                    if user.is_some() {
-                        found = user;
-                        break;
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    self.log(Level::Warn, None, "session check failed", &[("error", &e)]);
-                    return;
-                }
+        let way = self.state().ways.get(session).cloned();
+        let (template, chat) = match way {
+            None => return,
+            Some(Way::UserKey(user)) => return self.recheck_user(&user),
+            Some(Way::SessionStore) => (&self.config.session_user_key, false),
+            Some(Way::ChatKey) => (&self.config.chat_session_key, true),
+        };
+        let Some(template) = template else { return };
+        let found = match self.stores.sessions.get(&template.fill(session)) {
+            Ok(Some(v)) if chat => auth::read_chat_session(&v).map(|(u, _)| u),
+            Ok(v) => v,
+            Err(e) => {
+                self.log(Level::Warn, None, "session check failed", &[("error", &e)]);
+                return;
             }
-        }
+        };
         match found {
             Some(user) => {
                 let changed = self.state().identity.bind_session(session, &user);

@@ -329,6 +329,18 @@ impl Client {
         );
     }
 
+    /// Sends an upgrade request for `target` with `headers` added; returns the
+    /// response's head, whatever its status.
+    pub fn upgrade(&mut self, target: &str, headers: &[(&str, &str)]) -> String {
+        let mut req = format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n");
+        for (name, value) in headers {
+            req.push_str(&format!("{name}: {value}\r\n"));
+        }
+        req.push_str("\r\n");
+        self.send(req.as_bytes(), Whole);
+        self.read_http_head()
+    }
+
     /// Reads an HTTP head (through the empty line); bytes after it stay buffered.
     pub fn read_http_head(&mut self) -> String {
         loop {
@@ -522,4 +534,55 @@ pub fn text(n: usize) -> Vec<u8> {
 /// `n` bytes of binary payload.
 pub fn binary(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 31 % 256) as u8).collect()
+}
+
+/// The admin listener's address, from the server's log.
+pub fn admin_addr(server: &Server) -> SocketAddr {
+    assert!(
+        server
+            .stderr
+            .wait_for(TIMEOUT, |l| l.contains("admin listener")),
+        "{:?}",
+        server.stderr.snapshot()
+    );
+    let line = server
+        .stderr
+        .snapshot()
+        .into_iter()
+        .find(|l| l.contains("admin listener"))
+        .unwrap();
+    line.split("address=")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// One request to the admin listener; returns the status and the body.
+pub fn admin_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    auth: Option<&str>,
+) -> (u16, String) {
+    let mut c = Client::raw(addr);
+    let auth = auth
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    c.send(
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+        Whole,
+    );
+    let text = c.read_to_end_text();
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned(),
+    )
 }
