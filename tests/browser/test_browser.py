@@ -1,11 +1,20 @@
-"""Headless Chromium loads the demo page served by `switchboard echo --mode broadcast`
-and exchanges events with it through client.js.
+"""Headless Chromium loads the demo page and exchanges events with the server through
+client.js, twice.
 
-The page (web/index.html with ?selftest) connects with client.js, emits
-`selftest-ping`, and once that comes back (a broadcast reaches its sender too) emits
-`selftest` with {"ok": true}. An observer connection on the same server sees both
-events. The observer is a minimal client written with the standard library; the
-client under test is the browser.
+Echo: against `switchboard echo --mode broadcast`, the page (web/index.html with
+?selftest) connects with client.js, emits `selftest-ping`, and once that comes back (a
+broadcast reaches its sender too) emits `selftest` with {"ok": true}. An observer
+connection on the same server sees both events.
+
+Hub: against `switchboard serve` (memory store), the test writes user 23's session
+`sess-23` through the admin listener; the page (?selftest=hub) connects as
+`?userId=23` with `sess-23` as its subprotocol, the way a site's page passes its
+session id, and once `authenticated` creates a room, says something in it and reports
+what came back in a private message to the observer, who signed in with a `sessid`
+header.
+
+The observer is a minimal client written with the standard library; the client under
+test is the browser.
 
 Usage: python3 test_browser.py SWITCHBOARD_BINARY CHROMIUM
 Exit status 0 when every check passed.
@@ -26,15 +35,74 @@ import urllib.request
 TIMEOUT = 60  # seconds for the browser to start, load and exchange
 
 
-def start_server(binary):
-    proc = subprocess.Popen(
-        [binary, "echo", "--listen", "127.0.0.1:0", "--mode", "broadcast",
-         "--protocol", "switchboard.v1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline().strip()
-    if not line.startswith("listening on "):
-        raise SystemExit(f"unexpected first line {line!r}")
-    return proc, int(line.rsplit(":", 1)[1])
+class Program:
+    """The server under test; its stderr is collected by a thread."""
+
+    def __init__(self, binary, args):
+        self.proc = subprocess.Popen([binary] + args, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.lines = []
+        self.cond = threading.Condition()
+        threading.Thread(target=self._collect, daemon=True).start()
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("listening on "):
+            raise SystemExit(f"unexpected first line {line!r}; {self.stderr()[-500:]}")
+        self.port = int(line.rsplit(":", 1)[1])
+
+    def _collect(self):
+        for line in self.proc.stderr:
+            with self.cond:
+                self.lines.append(line)
+                self.cond.notify_all()
+
+    def stderr(self):
+        with self.cond:
+            return "".join(self.lines)
+
+    def wait_line(self, pred, timeout):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for line in self.lines:
+                    if pred(line):
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.cond.wait(left)
+
+    def stop(self):
+        """SIGINT, as an operator stops it; returns the exit status."""
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return "timeout"
+
+
+def admin(port, method, path, body=""):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body.encode() or None,
+                                 method=method)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.status, r.read().decode()
+
+
+class Browser:
+    """Headless Chromium on one page, killed with its process group."""
+
+    def __init__(self, chromium, url):
+        profile = tempfile.mkdtemp(prefix="switchboard-chromium-")
+        self.proc = subprocess.Popen(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={profile}", url],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def stop(self):
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
 
 
 def http_get(port, path):
@@ -45,13 +113,13 @@ def http_get(port, path):
 class Observer:
     """A raw WebSocket client that collects the text messages it receives."""
 
-    def __init__(self, port):
+    def __init__(self, port, target="/", headers=""):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall((
-            "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Key: " + key + "\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+            "Sec-WebSocket-Version: 13\r\n" + headers + "\r\n").encode())
         buf = b""
         while b"\r\n\r\n" not in buf:
             chunk = self.sock.recv(4096)
@@ -116,16 +184,10 @@ class Observer:
                 self.cond.wait(left)
 
 
-def main():
-    binary, chromium = sys.argv[1], sys.argv[2]
-    failures = []
-    passed = []
-
-    def check(name, ok, detail=""):
-        print(("ok " if ok else "FAIL ") + name + (f": {detail}" if detail and not ok else ""))
-        (passed if ok else failures).append(name)
-
-    server, port = start_server(binary)
+def echo_checks(binary, chromium, check):
+    server = Program(binary, ["echo", "--listen", "127.0.0.1:0", "--mode", "broadcast",
+                              "--protocol", "switchboard.v1"])
+    port = server.port
     browser = None
     try:
         status, ctype, body = http_get(port, "/client.js")
@@ -136,13 +198,7 @@ def main():
               f"{status} {ctype}")
 
         observer = Observer(port)
-        profile = tempfile.mkdtemp(prefix="switchboard-chromium-")
-        browser = subprocess.Popen(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
-             f"http://127.0.0.1:{port}/?selftest"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        browser = Browser(chromium, f"http://127.0.0.1:{port}/?selftest")
         ping = observer.wait_for(lambda m: m.get("event") == "selftest-ping", TIMEOUT)
         check("the browser emits an event through client.js", ping is not None and ping["data"] == {"n": 1},
               repr(ping))
@@ -156,17 +212,82 @@ def main():
             print("   browser:", report["data"].get("userAgent"))
     finally:
         if browser is not None:
-            os.killpg(browser.pid, signal.SIGKILL)
-            browser.wait()
-        server.send_signal(signal.SIGINT)
-        try:
-            code = server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            code = "timeout"
-        stderr = server.stderr.read()
-    check("the server exits 0 on SIGINT", code == 0, f"{code}; {stderr[-500:]}")
-    check("the server did not panic", "panicked" not in stderr, stderr[-500:])
+            browser.stop()
+        code = server.stop()
+    stderr = server.stderr()
+    check("echo: the server exits 0 on SIGINT", code == 0, f"{code}; {stderr[-500:]}")
+    check("echo: the server did not panic", "panicked" not in stderr, stderr[-500:])
+
+
+def hub_checks(binary, chromium, check):
+    server = Program(binary, ["serve", "--listen", "127.0.0.1:0",
+                              "--admin-listen", "127.0.0.1:0"])
+    browser = None
+    try:
+        line = server.wait_line(lambda l: "admin listener" in l, 10)
+        if line is None:
+            check("serve: the admin listener is up", False, server.stderr()[-500:])
+            return
+        admin_port = int(line.strip().rsplit(":", 1)[1])
+        # The keys a site writes: user id -> session id (the `{userId}` template).
+        for key, value in [("23", "sess-23"), ("observer", "sess-obs")]:
+            status, _ = admin(admin_port, "PUT", f"/sessions/{key}", value)
+            check(f"serve: session {key} stored over the admin listener", status == 200, status)
+        observer = Observer(server.port, "/?userId=observer", "sessid: sess-obs\r\n")
+        signed = observer.wait_for(lambda m: m.get("event") == "authenticated", 10)
+        check("serve: the observer signs in with a sessid header", signed is not None
+              and signed["data"].get("userId") == "observer", repr(signed))
+
+        browser = Browser(chromium, f"http://127.0.0.1:{server.port}/"
+                                    "?selftest=hub&userId=23&session=sess-23&to=observer")
+        pm = observer.wait_for(lambda m: m.get("event") == "private.message", TIMEOUT)
+        report = {}
+        if pm is not None:
+            try:
+                report = json.loads(pm["data"]["message"])
+            except (KeyError, TypeError, ValueError):
+                report = {"unreadable": pm}
+        check("serve: the browser's private message reaches the observer from user 23",
+              pm is not None and pm["data"].get("user") == "23",
+              f"{pm!r}; the observer had {observer.messages!r}; {server.stderr()[-800:]}")
+        check("serve: the session id went as the subprotocol and came back selected",
+              report.get("protocol") == "sess-23", repr(report))
+        auth = report.get("authenticated") or {}
+        check("serve: the browser was authenticated as user 23 from softId browser",
+              auth.get("userId") == "23" and auth.get("sessionId") == "sess-23"
+              and auth.get("softId") == "browser", repr(report))
+        chat = report.get("chat") or {}
+        check("serve: the browser's room message came back with user, time and id",
+              chat.get("room") == "browser" and chat.get("user") == "23"
+              and chat.get("message") == "hello from the browser"
+              and str(chat.get("time", "")).endswith("Z") and bool(chat.get("id")),
+              repr(report))
+        status, body = admin(admin_port, "GET", "/connections")
+        listed = [c for c in json.loads(body) if c.get("userId") == "23"]
+        check("serve: the admin listener lists the browser's connection",
+              status == 200 and len(listed) == 1 and listed[0].get("softId") == "browser"
+              and "Chrome" in listed[0]["handshake"]["headers"].get("user-agent", ""),
+              body[:500])
+    finally:
+        if browser is not None:
+            browser.stop()
+        code = server.stop()
+    stderr = server.stderr()
+    check("serve: the server exits 0 on SIGINT", code == 0, f"{code}; {stderr[-500:]}")
+    check("serve: the server did not panic", "panicked" not in stderr, stderr[-500:])
+
+
+def main():
+    binary, chromium = sys.argv[1], sys.argv[2]
+    failures = []
+    passed = []
+
+    def check(name, ok, detail=""):
+        print(("ok " if ok else "FAIL ") + name + (f": {detail}" if detail and not ok else ""))
+        (passed if ok else failures).append(name)
+
+    echo_checks(binary, chromium, check)
+    hub_checks(binary, chromium, check)
     print(f"browser: {len(passed)} passed, {len(failures)} failed")
     sys.exit(1 if failures else 0)
 
