@@ -27,6 +27,9 @@ usage:
       --chat-session-key T|off      key of a session key's user and room
                                     (default chat-session-{sessionKey})
       --history N                   entries kept per room or conversation (default 1000)
+      --history-page N              most history entries in one answer (default 100)
+      --max-text-chars N            longest message or notice text (default 4000)
+      --max-room-name-chars N       longest room name (default 64)
       --max-rooms N                 rooms on this node (default 1000)
       and the server options below
   switchboard echo [options]        echo every message back to its sender
@@ -264,6 +267,11 @@ fn run_serve(args: &[String]) -> Result<(), String> {
             }
             "--history" => history = number(value(&mut it, arg)?, arg)?,
             "--max-rooms" => hub_config.max_rooms = number(value(&mut it, arg)?, arg)?,
+            "--history-page" => hub_config.history_page = number(value(&mut it, arg)?, arg)?,
+            "--max-text-chars" => hub_config.max_text_chars = number(value(&mut it, arg)?, arg)?,
+            "--max-room-name-chars" => {
+                hub_config.max_room_name_chars = number(value(&mut it, arg)?, arg)?
+            }
             other => {
                 if !server_option(&mut config, other, &mut it)? {
                     return Err(format!("serve: unknown option '{other}'"));
@@ -273,6 +281,15 @@ fn run_serve(args: &[String]) -> Result<(), String> {
     }
     if history == 0 {
         return Err("--history: keep at least 1 entry".into());
+    }
+    for (name, n) in [
+        ("--history-page", hub_config.history_page),
+        ("--max-text-chars", hub_config.max_text_chars),
+        ("--max-room-name-chars", hub_config.max_room_name_chars),
+    ] {
+        if n == 0 {
+            return Err(format!("{name}: at least 1"));
+        }
     }
     let stores = match &redis_url {
         None => Stores::memory(history),

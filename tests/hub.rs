@@ -145,6 +145,17 @@ fn user_to_session_in_a_header_or_a_subprotocol() {
         "{head}"
     );
     assert_eq!(expect(&mut b, "authenticated")["softId"], "web");
+    // An empty `sessid` header is no header: the subprotocol counts, and is selected.
+    let (status, head, _) = upgrade(
+        &server,
+        "/?userId=23",
+        &[("sessid", ""), ("Sec-WebSocket-Protocol", "sess-23")],
+    );
+    assert_eq!(status, 101, "{head}");
+    assert!(
+        head.contains("\r\nSec-WebSocket-Protocol: sess-23\r\n"),
+        "{head}"
+    );
 
     // Wrong session, no session, unknown user, expired key: 401 before any upgrade.
     let refused = [
@@ -209,7 +220,7 @@ fn session_to_user_follows_the_key_live() {
     let mut witness = signed_in(&server, &redis, "w", "witness");
 
     // A session whose key is not written yet: the connection waits and gets nothing.
-    let mut c = connect(&server, "/", &[]);
+    let mut c = connect(&server, "/?softId=app", &[]);
     send(&mut c, "authenticate", json!({ "sessionId": "later" }));
     assert_eq!(
         expect(&mut c, "unauthenticated")["reason"],
@@ -222,7 +233,11 @@ fn session_to_user_follows_the_key_live() {
 
     // The site writes the key: the connection joins user 79 at once.
     redis.cli(&["SET", "session-store-later", "79"]);
-    assert_eq!(expect(&mut c, "authenticated")["userId"], "79");
+    let data = expect(&mut c, "authenticated");
+    assert_eq!(
+        (data["userId"].as_str(), data["softId"].as_str()),
+        (Some("79"), Some("app"))
+    );
     publish(&redis, &json!({ "users": [79], "data": "now" }));
     assert_eq!(expect(&mut c, "message"), "now");
 
@@ -290,6 +305,31 @@ fn session_key_in_the_query_gives_user_and_room() {
         "{t}"
     );
 
+    // The key deleted: out of the user and the room; written again: back in both.
+    redis.cli(&["DEL", "chat-session-1cf9a304"]);
+    expect(&mut c, "unauthenticated");
+    redis.cli(&[
+        "SET",
+        "chat-session-1cf9a304",
+        r#"{"user_name":"Michael Redman","chat_room":0}"#,
+    ]);
+    assert_eq!(expect(&mut c, "authenticated")["room"], "0");
+    assert_eq!(
+        wait_event(&mut c, "userlist"),
+        json!({ "room": "0", "users": ["Michael Redman"] })
+    );
+    // A room name past the limit in the stored session: signed in, not in a room.
+    let long = "x".repeat(65);
+    redis.cli(&[
+        "SET",
+        "chat-session-long",
+        &json!({ "user": "ann", "room": long }).to_string(),
+    ]);
+    let mut d = connect(&server, "/?session_key=long", &[]);
+    expect(&mut d, "authenticated");
+    assert_eq!(expect(&mut d, "error")["code"], "bad_request");
+    assert_eq!(whoami(&mut d)["userId"], "ann");
+
     for target in ["/?session_key=unknown", "/?session_key="] {
         let (status, head, _) = upgrade(&server, target, &[]);
         // An empty key is no key: an anonymous connection, allowed by default.
@@ -314,12 +354,25 @@ fn anonymous_refused_means_authenticate_in_time_and_origins_are_checked() {
         ],
     );
     let mut idle = connect(&server, "/", &[]);
+    // A session id nobody wrote is not a user: the deadline still runs.
+    let mut pretender = connect(&server, "/", &[]);
+    send(
+        &mut pretender,
+        "authenticate",
+        json!({ "sessionId": "made-up" }),
+    );
+    expect(&mut pretender, "unauthenticated");
     let mut quick = signed_in(&server, &redis, "q", "7");
     assert_eq!(closed_with(&mut idle), 4002);
+    assert_eq!(closed_with(&mut pretender), 4002);
     whoami(&mut quick);
+    // A session that ends starts a new deadline.
+    redis.cli(&["DEL", "session-store-q"]);
+    expect(&mut quick, "unauthenticated");
+    assert_eq!(closed_with(&mut quick), 4002);
     assert_eq!(
         server.metric("switchboard_app_events_total{kind=\"auth_timeouts\"}"),
-        1
+        3
     );
 
     let (status, _, _) = upgrade(&server, "/", &[("Origin", "https://evil.example")]);
@@ -431,6 +484,23 @@ fn private_messages_reach_every_connection_and_are_kept() {
     );
     let h = expect(&mut ann1, "private.history");
     assert_eq!(h["messages"], json!([reply]));
+    send(
+        &mut ann1,
+        "private.history",
+        json!({ "with": "bob", "limit": 1 }),
+    );
+    assert_eq!(
+        expect(&mut ann1, "private.history")["messages"],
+        json!([reply])
+    );
+    for limit in [json!(0), json!("2"), json!(-1)] {
+        send(
+            &mut ann1,
+            "private.history",
+            json!({ "with": "bob", "limit": limit }),
+        );
+        assert_eq!(expect(&mut ann1, "error")["code"], "bad_request", "{limit}");
+    }
 
     // Not signed in, empty text, a bad id: error events, and the connection stays.
     let mut anon = connect(&server, "/", &[]);
@@ -541,6 +611,7 @@ fn rooms_are_moderated() {
         json!({ "room": "lobby", "id": m["id"] }),
     );
     assert_eq!(wait_event(&mut bob, "chat.deleted")["id"], m["id"]);
+    assert_eq!(wait_event(&mut ann, "chat.delete")["id"], m["id"]);
     send(&mut bob, "chat.history", json!({ "room": "lobby" }));
     assert_eq!(expect(&mut bob, "chat.history")["messages"], json!([]));
 
@@ -703,6 +774,8 @@ fn admins_list_kick_and_broadcast() {
     // The earlier form: module, method, userId and text at the top.
     root.send_text(r#"{"module":"notice","method":"notice","userId":"ann","text":"old form"}"#);
     assert_eq!(expect(&mut ann, "notice")["text"], "old form");
+    send(&mut root, "admin.broadcast", json!({}));
+    assert_eq!(wait_event(&mut root, "error")["code"], "bad_request");
     send(&mut root, "admin.broadcast", json!({ "text": "to all" }));
     assert_eq!(expect(&mut ann, "broadcast")["text"], "to all");
     send(
@@ -743,6 +816,14 @@ fn redis_restarted_under_the_server() {
     // What needs the store says so.
     send(&mut c, "private.send", json!({ "to": "7", "message": "x" }));
     assert_eq!(expect(&mut c, "error")["code"], "store_unavailable");
+    // A sign-in that needs the store: 503, to be retried, and the cause in the log.
+    let (status, head, _) = upgrade(&server, "/?userId=42", &[("sessid", "s")]);
+    assert_eq!(status, 503, "{head}");
+    assert!(head.contains("\r\nRetry-After: 5\r\n"), "{head}");
+    assert!(server
+        .stderr
+        .wait_for(TIMEOUT, |l| l.contains("upgrade refused")
+            && l.contains("error=")));
     redis.restart();
     for channel in ["channel=notifications", "channel=switchboard"] {
         assert!(
@@ -820,4 +901,46 @@ fn memory_store_with_sessions_over_the_admin_listener() {
         (200, true),
         "{body}"
     );
+}
+
+/// Skips messages until a `userlist` of `room` names exactly `users`.
+fn wait_userlist(c: &mut Client, users: &[&str]) {
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        let list = wait_event(c, "userlist");
+        if list["users"] == json!(users) {
+            return;
+        }
+        seen.push(list);
+    }
+    panic!("no userlist {users:?}; saw {seen:?}");
+}
+
+#[test]
+fn a_connection_that_changes_user_takes_the_old_one_out_of_its_rooms() {
+    let redis = RedisServer::start();
+    let (server, admin) = serve(&redis, &[]);
+    let mut ann = signed_in(&server, &redis, "a", "ann");
+    let mut bob = signed_in(&server, &redis, "b", "bob");
+    let mut eve = signed_in(&server, &redis, "e", "eve");
+    send(&mut ann, "chat.create", json!({ "room": "r" }));
+    expect(&mut ann, "chat.create");
+    for c in [&mut bob, &mut eve] {
+        send(c, "chat.join", json!({ "room": "r" }));
+        expect(c, "chat.join");
+    }
+    wait_userlist(&mut eve, &["ann", "bob", "eve"]);
+
+    // The site moves session `a` to another user: ann has no connection left.
+    redis.cli(&["SET", "session-store-a", "carol"]);
+    assert_eq!(wait_event(&mut ann, "authenticated")["userId"], "carol");
+    wait_userlist(&mut eve, &["bob", "eve"]);
+
+    // Bob's connection authenticates with eve's session: bob is gone too.
+    send(&mut bob, "authenticate", json!({ "sessionId": "e" }));
+    assert_eq!(wait_event(&mut bob, "authenticated")["userId"], "eve");
+    wait_userlist(&mut eve, &["eve"]);
+    let (_, rooms) = admin_request(admin, "GET", "/rooms", "", None);
+    let rooms: Value = serde_json::from_str(&rooms).unwrap();
+    assert_eq!(rooms[0]["users"], json!(["eve"]));
 }

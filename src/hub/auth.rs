@@ -132,6 +132,8 @@ pub struct Refusal {
     pub reject: Reject,
     /// A label for metrics (`auth_missing_session`...).
     pub kind: &'static str,
+    /// The store's error behind a 503, for the log.
+    pub cause: Option<StoreError>,
 }
 
 fn refuse(status: u16, kind: &'static str, body: &str) -> Refusal {
@@ -139,18 +141,24 @@ fn refuse(status: u16, kind: &'static str, body: &str) -> Refusal {
         reject: Reject {
             status,
             body: body.to_owned(),
+            retry_after: None,
         },
         kind,
+        cause: None,
     }
 }
 
+/// The session store failed: a 503 that the client may retry after a few seconds,
+/// as it would after the server's own 503 when it is full.
 fn unavailable(e: StoreError) -> Refusal {
-    let _ = e;
-    refuse(
+    let mut r = refuse(
         503,
         "auth_store_unavailable",
         "the session store cannot be reached",
-    )
+    );
+    r.reject.retry_after = Some(5);
+    r.cause = Some(e);
+    r
 }
 
 /// Decides on an upgrade request: the claim it makes and the subprotocol to select,
@@ -187,7 +195,11 @@ pub fn decide(
     let soft_id = param(&["softId", "softid"]);
     if let (Some(template), Some(user)) = (&config.user_session_key, param(&["userId"])) {
         // The header first; a browser offers the session id as its subprotocol.
-        let header = request.headers.one("sessid").map(str::trim);
+        let header = request
+            .headers
+            .one("sessid")
+            .map(str::trim)
+            .filter(|h| !h.is_empty());
         let candidates: Vec<&str> = match header {
             Some(h) if !h.is_empty() => vec![h],
             _ => offer.protocols.iter().map(String::as_str).collect(),
@@ -259,6 +271,8 @@ pub fn read_chat_session(stored: &str) -> Option<(String, Option<String>)> {
                 });
             Some((user.to_owned(), room))
         }
+        // A name written as a JSON string is the name, without its quotes.
+        Ok(Value::String(name)) if name_ok(&name) => Some((name, None)),
         Ok(_) | Err(_) if name_ok(stored) && !stored.trim_start().starts_with('{') => {
             Some((stored.to_owned(), None))
         }
@@ -299,6 +313,8 @@ mod tests {
             Some(("ann".into(), Some("lobby".into())))
         );
         assert_eq!(read_chat_session("ann"), Some(("ann".into(), None)));
+        assert_eq!(read_chat_session(r#""ann""#), Some(("ann".into(), None)));
+        assert_eq!(read_chat_session("42"), Some(("42".into(), None)));
         for bad in [
             "",
             "  ",

@@ -327,16 +327,26 @@ impl Hub {
                 }),
                 Err(refusal) => {
                     hub.count(refusal.kind);
-                    hub.log(
-                        Level::Info,
-                        None,
-                        "upgrade refused",
-                        &[
+                    let cause = refusal
+                        .cause
+                        .as_ref()
+                        .map_or(String::new(), |e| e.to_string());
+                    let (level, mut fields): (_, Vec<(&str, &dyn fmt::Display)>) = (
+                        if refusal.cause.is_some() {
+                            Level::Warn
+                        } else {
+                            Level::Info
+                        },
+                        vec![
                             ("peer", &peer),
                             ("why", &refusal.kind),
                             ("status", &refusal.reject.status),
                         ],
                     );
+                    if refusal.cause.is_some() {
+                        fields.push(("error", &cause));
+                    }
+                    hub.log(level, None, "upgrade refused", &fields);
                     Err(refusal.reject)
                 }
             }
@@ -518,22 +528,22 @@ impl Hub {
         let (claim, soft_id) = auth::read_note(conn.handshake().note.as_ref());
         match &claim {
             Claim::User { user, session } => {
-                self.confirm(id, user, session, soft_id.as_deref(), None);
-                let mut st = self.state();
-                st.identity.add(id, soft_id);
-                st.identity.attach(id, session);
-                st.identity.bind_session(session, user);
-                st.note_way(session, Way::UserKey(user.clone()));
+                {
+                    let mut st = self.state();
+                    st.identity.add(id, soft_id);
+                    st.identity.attach(id, session);
+                    st.note_way(session, Way::UserKey(user.clone()));
+                }
+                self.bind(session, user, None, Some(id));
             }
             Claim::SessionKey { key, user, room } => {
-                self.confirm(id, user, key, soft_id.as_deref(), room.as_deref());
                 {
                     let mut st = self.state();
                     st.identity.add(id, soft_id);
                     st.identity.attach(id, key);
-                    st.identity.bind_session(key, user);
                     st.note_way(key, Way::ChatKey);
                 }
+                self.bind(key, user, room.as_deref(), Some(id));
                 if let Some(room) = room {
                     if let Err(e) = self.enter_room(room, user, true) {
                         ctx.fail(e.code(), &e.to_string());
@@ -542,30 +552,63 @@ impl Hub {
             }
             Claim::Anonymous => {
                 self.state().identity.add(id, soft_id);
-                if !self.config.anonymous {
-                    let deadline = Instant::now() + self.config.auth_timeout;
-                    if let Some(tx) = &*self.deadlines.lock().unwrap_or_else(|p| p.into_inner()) {
-                        let _ = tx.send((deadline, id));
-                    }
-                }
+                self.start_deadline(id);
             }
+        }
+    }
+
+    /// When anonymous connections are refused, connection `id` has
+    /// [`Config::auth_timeout`] from now to belong to a user.
+    fn start_deadline(&self, id: ConnId) {
+        if self.config.anonymous {
+            return;
+        }
+        let deadline = Instant::now() + self.config.auth_timeout;
+        if let Some(tx) = &*self.deadlines.lock().unwrap_or_else(|p| p.into_inner()) {
+            let _ = tx.send((deadline, id));
+        }
+    }
+
+    /// Binds `session` to `user` and confirms to every connection whose user that
+    /// changed, and to `also` in any case (a connection that just presented the
+    /// session). The users those connections had before leave their rooms if that was
+    /// their last connection here.
+    fn bind(&self, session: &str, user: &str, room: Option<&str>, also: Option<ConnId>) {
+        let (changed, before) = {
+            let mut st = self.state();
+            let before: BTreeSet<String> = st
+                .identity
+                .connections_of_session(session)
+                .iter()
+                .filter_map(|c| st.identity.member(*c)?.user.clone())
+                .filter(|u| u != user)
+                .collect();
+            (st.identity.bind_session(session, user), before)
+        };
+        let mut told = changed;
+        if let Some(id) = also.filter(|id| !told.contains(id)) {
+            told.push(id);
+        }
+        for c in told {
+            self.confirm(c, user, session, room);
+        }
+        for old in before {
+            self.user_may_be_gone(&old);
         }
     }
 
     /// Tells connection `id` whom it belongs to now. The frame carries
     /// `"authenticated": true` beside the envelope, the confirmation clients of the
     /// session-key way wait for before they send.
-    fn confirm(
-        &self,
-        id: ConnId,
-        user: &str,
-        session: &str,
-        soft_id: Option<&str>,
-        room: Option<&str>,
-    ) {
+    fn confirm(&self, id: ConnId, user: &str, session: &str, room: Option<&str>) {
         let Some(conn) = self.server().and_then(|s| s.connection(id)) else {
             return;
         };
+        let soft_id = self
+            .state()
+            .identity
+            .member(id)
+            .and_then(|m| m.soft_id.clone());
         let mut data = json!({ "userId": user, "sessionId": session, "softId": soft_id });
         if let Some(room) = room {
             data["room"] = json!(room);
@@ -621,31 +664,29 @@ impl Hub {
         };
         let session = field(data, "sessionId")?;
         let id = ctx.id();
-        {
+        let old_user = {
             let mut st = self.state();
-            let before = st.identity.member(id).and_then(|m| m.session.clone());
+            let before = st.identity.member(id).cloned().unwrap_or_default();
             st.identity.attach(id, &session);
             st.note_way(&session, Way::SessionStore);
-            if let Some(before) = before.filter(|b| *b != session) {
-                st.forget_if_unheld(&before);
+            if let Some(old) = before.session.filter(|b| *b != session) {
+                st.forget_if_unheld(&old);
             }
-        }
+            before.user
+        };
         // Attached first, read second: a key set in between is seen by the watcher.
-        let user = self.stores.sessions.get(&template.fill(&session))?;
-        match user {
-            Some(user) => {
-                let changed = self.state().identity.bind_session(&session, &user);
-                if !changed.contains(&id) {
-                    // Already bound (by the watcher, or as it was): confirm to this one.
-                    self.confirm(id, &user, &session, None, None);
-                }
-                for c in changed {
-                    self.confirm(c, &user, &session, None, None);
-                }
-            }
-            None => self.unconfirm(id, &session, "waiting for the session"),
+        let read = self.stores.sessions.get(&template.fill(&session));
+        match &read {
+            Ok(Some(user)) => self.bind(&session, user, None, Some(id)),
+            Ok(None) => self.unconfirm(id, &session, "waiting for the session"),
+            Err(_) => {}
         }
-        Ok(())
+        // The user this connection had leaves their rooms only now, in case the new
+        // session is theirs too.
+        if let Some(old) = old_user {
+            self.user_may_be_gone(&old);
+        }
+        read.map(drop).map_err(Error::from)
     }
 
     /// `whoami`: what the hub knows of this connection.
@@ -715,18 +756,21 @@ impl Hub {
         };
         let Some(template) = template else { return };
         let found = match self.stores.sessions.get(&template.fill(session)) {
-            Ok(Some(v)) if chat => auth::read_chat_session(&v).map(|(u, _)| u),
-            Ok(v) => v,
+            Ok(Some(v)) if chat => auth::read_chat_session(&v),
+            Ok(v) => v.map(|u| (u, None)),
             Err(e) => {
                 self.log(Level::Warn, None, "session check failed", &[("error", &e)]);
                 return;
             }
         };
         match found {
-            Some(user) => {
-                let changed = self.state().identity.bind_session(session, &user);
-                for c in changed {
-                    self.confirm(c, &user, session, None, None);
+            Some((user, room)) => {
+                self.bind(session, &user, room.as_deref(), None);
+                // A session key that came back puts its user in its room again.
+                if let Some(room) = room {
+                    if let Err(e) = self.enter_room(&room, &user, true) {
+                        self.log(Level::Warn, None, "room of a session key", &[("error", &e)]);
+                    }
                 }
             }
             None => self.end_session(session, "session ended"),
@@ -757,10 +801,7 @@ impl Hub {
                 crate::server::admin::constant_time_eq(v.as_bytes(), session.as_bytes())
             });
             if valid {
-                let changed = self.state().identity.bind_session(&session, user);
-                for c in changed {
-                    self.confirm(c, user, &session, None, None);
-                }
+                self.bind(&session, user, None, None);
             } else {
                 self.end_session(&session, "session ended");
             }
@@ -792,6 +833,7 @@ impl Hub {
         );
         for c in &changed {
             self.unconfirm(*c, session, reason);
+            self.start_deadline(*c);
         }
         for user in users {
             self.user_may_be_gone(&user);
@@ -1007,12 +1049,17 @@ impl Hub {
         }
     }
 
-    fn page(&self, data: &Value) -> usize {
-        data.get("limit")
-            .and_then(Value::as_u64)
-            .map_or(self.config.history_page, |n| {
-                (n as usize).clamp(1, self.config.history_page)
-            })
+    /// `limit`: how many entries, 1 to [`Config::history_page`]; larger asks get a
+    /// full page.
+    fn page(&self, data: &Value) -> Result<usize, Error> {
+        match data.get("limit") {
+            None | Some(Value::Null) => Ok(self.config.history_page),
+            Some(v) => v
+                .as_u64()
+                .filter(|n| *n >= 1)
+                .map(|n| (n as usize).min(self.config.history_page))
+                .ok_or_else(|| Error::BadRequest("\"limit\" is a whole number from 1".into())),
+        }
     }
 
     /// `private.send` `{"to": user, "message": text}`: to every connection of the
@@ -1049,7 +1096,7 @@ impl Hub {
 
     /// Entries of `stream` after `data.after`, or the last page.
     fn history(&self, stream: &str, data: &Value) -> Result<Value, Error> {
-        let limit = self.page(data);
+        let limit = self.page(data)?;
         let list = match Self::after_id(data, "after")?.or(Self::after_id(data, "lastId")?) {
             Some(after) => self.stores.history.after(stream, Some(after), limit)?,
             None => self.stores.history.last(stream, limit)?,
@@ -1061,7 +1108,13 @@ impl Hub {
 
     fn room_name(&self, data: &Value) -> Result<String, Error> {
         let room = field(data, "room")?;
-        if room.chars().count() > self.config.max_room_name_chars
+        self.check_room_name(&room)?;
+        Ok(room)
+    }
+
+    fn check_room_name(&self, room: &str) -> Outcome {
+        if room.is_empty()
+            || room.chars().count() > self.config.max_room_name_chars
             || room.chars().any(char::is_control)
         {
             return Err(Error::BadRequest(format!(
@@ -1069,7 +1122,7 @@ impl Hub {
                 self.config.max_room_name_chars
             )));
         }
-        Ok(room)
+        Ok(())
     }
 
     fn room_stream(room: &str) -> String {
@@ -1109,6 +1162,7 @@ impl Hub {
     }
 
     fn enter_room(&self, room: &str, user: &str, open: bool) -> Outcome {
+        self.check_room_name(room)?;
         let joined = self.state().rooms.join(room, user, open)?;
         if joined {
             self.send_userlist(room);
@@ -1198,7 +1252,10 @@ impl Hub {
             return Err(Error::NotFound);
         }
         let data = json!({ "room": room, "id": id.to_string(), "by": user });
-        self.publish(&self.members(&room), "chat.deleted", &data, None)
+        self.publish(&self.members(&room), "chat.deleted", &data, None)?;
+        // A moderator or admin outside the room hears of it too.
+        let _ = ctx.reply("chat.delete", data);
+        Ok(())
     }
 
     /// `chat.kick`, `ban`, `unban`, `mute`, `unmute`, `appoint`, `dismiss`
@@ -1213,7 +1270,7 @@ impl Hub {
         let before = self.members(&room);
         self.state()
             .rooms
-            .moderate(&room, &actor, self.is_admin(&actor), action, &target)?;
+            .moderate(&room, &actor, action, &target, |u| self.is_admin(u))?;
         let mut told = before.clone();
         if !told.contains(&target) {
             told.push(target.clone());
@@ -1297,6 +1354,9 @@ impl Hub {
         let text = data.get("text").and_then(Value::as_str);
         if text.is_some_and(|t| t.chars().count() > self.config.max_text_chars) {
             return Err(Error::BadRequest("\"text\" is too long".into()));
+        }
+        if text.is_none() && data.get("data").is_none_or(Value::is_null) {
+            return Err(Error::BadRequest("\"text\" or \"data\" is required".into()));
         }
         let out =
             json!({ "from": from, "time": now_iso8601(), "text": text, "data": data.get("data") });
@@ -1479,11 +1539,12 @@ fn timer(hub: Weak<Hub>, rx: Receiver<(Instant, ConnId)>) {
                 break;
             }
             due.pop();
+            // A session id alone is not enough: the connection must belong to a user.
             let waiting = hub
                 .state()
                 .identity
                 .member(id)
-                .is_some_and(|m| m.session.is_none());
+                .is_some_and(|m| m.user.is_none());
             if waiting {
                 if let Some(conn) = hub.server().and_then(|s| s.connection(id)) {
                     hub.count("auth_timeouts");

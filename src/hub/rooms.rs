@@ -4,8 +4,8 @@
 //! Ranks, highest first: a site admin (`hub::Config::admins`), the room's owner (who
 //! created it), its moderators (appointed by the owner), members. A moderator acts on
 //! members only; the owner on moderators too; nobody acts on the owner but an admin.
-//! A room made by a session's chat room (`?session_key=`) has no owner: only admins
-//! moderate it.
+//! Nobody acts on themselves. A room made by a session's chat room (`?session_key=`)
+//! has no owner: admins moderate it, and the moderators they appoint.
 //!
 //! Membership is by user, not by connection: a user who joins from one tab is in the
 //! room in every tab, and leaves it when their last connection closes.
@@ -265,24 +265,26 @@ impl Rooms {
         Ok(())
     }
 
-    /// `actor` (an admin if `admin`) applies `action` to `target` in `room`.
+    /// `actor` applies `action` to `target` in `room`; `admin` says whether each of
+    /// them is a site admin.
     pub fn moderate(
         &mut self,
         room: &str,
         actor: &str,
-        admin: bool,
         action: Action,
         target: &str,
+        admin: impl Fn(&str) -> bool,
     ) -> Result<(), RoomError> {
         let r = self.rooms.get_mut(room).ok_or(RoomError::NoRoom)?;
-        let mine = r.rank(actor, admin);
-        let theirs = r.rank(target, false);
+        let mine = r.rank(actor, admin(actor));
+        let theirs = r.rank(target, admin(target));
         let needed = match action {
             Action::Appoint | Action::Dismiss => 2,
             _ => 1,
         };
-        // Acting on someone of one's own rank or above is refused, oneself included.
-        if mine < needed || (theirs >= mine && !matches!(action, Action::Unban | Action::Unmute)) {
+        // Acting on oneself, or on someone of one's own rank or above, is refused: a
+        // muted moderator does not unmute themselves, nor a banned owner unban.
+        if mine < needed || theirs >= mine || actor == target {
             return Err(RoomError::Forbidden);
         }
         let done = match action {
@@ -309,6 +311,10 @@ impl Rooms {
 mod tests {
     use super::*;
 
+    fn no_admin(_: &str) -> bool {
+        false
+    }
+
     fn lobby() -> Rooms {
         let mut rooms = Rooms::new(10);
         rooms.create("lobby", "owner").unwrap();
@@ -316,7 +322,7 @@ mod tests {
             assert!(rooms.join("lobby", u, false).unwrap());
         }
         rooms
-            .moderate("lobby", "owner", false, Action::Appoint, "mod")
+            .moderate("lobby", "owner", Action::Appoint, "mod", no_admin)
             .unwrap();
         rooms
     }
@@ -353,12 +359,12 @@ mod tests {
     fn ban_keeps_out_until_unban() {
         let mut rooms = lobby();
         rooms
-            .moderate("lobby", "mod", false, Action::Ban, "ann")
+            .moderate("lobby", "mod", Action::Ban, "ann", no_admin)
             .unwrap();
         assert!(!rooms.get("lobby").unwrap().members.contains("ann"));
         assert_eq!(rooms.join("lobby", "ann", false), Err(RoomError::Banned));
         rooms
-            .moderate("lobby", "mod", false, Action::Unban, "ann")
+            .moderate("lobby", "mod", Action::Unban, "ann", no_admin)
             .unwrap();
         assert_eq!(rooms.join("lobby", "ann", false), Ok(true));
     }
@@ -367,12 +373,12 @@ mod tests {
     fn mute_stops_sending_until_unmute() {
         let mut rooms = lobby();
         rooms
-            .moderate("lobby", "owner", false, Action::Mute, "bob")
+            .moderate("lobby", "owner", Action::Mute, "bob", no_admin)
             .unwrap();
         assert_eq!(rooms.check_send("lobby", "bob"), Err(RoomError::Muted));
         assert!(rooms.check_send("lobby", "ann").is_ok());
         rooms
-            .moderate("lobby", "mod", false, Action::Unmute, "bob")
+            .moderate("lobby", "mod", Action::Unmute, "bob", no_admin)
             .unwrap();
         assert!(rooms.check_send("lobby", "bob").is_ok());
     }
@@ -382,7 +388,7 @@ mod tests {
         let mut rooms = lobby();
         // Members do not moderate.
         assert_eq!(
-            rooms.moderate("lobby", "ann", false, Action::Kick, "bob"),
+            rooms.moderate("lobby", "ann", Action::Kick, "bob", no_admin),
             Err(RoomError::Forbidden)
         );
         assert_eq!(
@@ -391,43 +397,81 @@ mod tests {
         );
         // Moderators act on members, not on each other, the owner or themselves.
         assert_eq!(
-            rooms.moderate("lobby", "mod", false, Action::Kick, "owner"),
+            rooms.moderate("lobby", "mod", Action::Kick, "owner", no_admin),
             Err(RoomError::Forbidden)
         );
         assert_eq!(
-            rooms.moderate("lobby", "mod", false, Action::Mute, "mod"),
+            rooms.moderate("lobby", "mod", Action::Mute, "mod", no_admin),
             Err(RoomError::Forbidden)
         );
         assert_eq!(
-            rooms.moderate("lobby", "mod", false, Action::Appoint, "ann"),
+            rooms.moderate("lobby", "mod", Action::Appoint, "ann", no_admin),
             Err(RoomError::Forbidden)
         );
         rooms
-            .moderate("lobby", "mod", false, Action::Kick, "bob")
+            .moderate("lobby", "mod", Action::Kick, "bob", no_admin)
             .unwrap();
         assert_eq!(
-            rooms.moderate("lobby", "mod", false, Action::Kick, "bob"),
+            rooms.moderate("lobby", "mod", Action::Kick, "bob", no_admin),
             Err(RoomError::NoTarget)
         );
         // The owner acts on moderators; an admin on the owner.
         rooms
-            .moderate("lobby", "owner", false, Action::Dismiss, "mod")
+            .moderate("lobby", "owner", Action::Dismiss, "mod", no_admin)
             .unwrap();
         assert_eq!(
-            rooms.moderate("lobby", "owner", false, Action::Kick, "owner"),
+            rooms.moderate("lobby", "owner", Action::Kick, "owner", no_admin),
             Err(RoomError::Forbidden)
         );
         rooms
-            .moderate("lobby", "root", true, Action::Mute, "owner")
+            .moderate("lobby", "root", Action::Mute, "owner", |u| u == "root")
             .unwrap();
         assert!(rooms.check_moderator("lobby", "root", true).is_ok());
         // A banned user cannot be appointed.
         rooms
-            .moderate("lobby", "owner", false, Action::Ban, "ann")
+            .moderate("lobby", "owner", Action::Ban, "ann", no_admin)
             .unwrap();
         assert_eq!(
-            rooms.moderate("lobby", "owner", false, Action::Appoint, "ann"),
+            rooms.moderate("lobby", "owner", Action::Appoint, "ann", no_admin),
             Err(RoomError::NoTarget)
+        );
+    }
+
+    #[test]
+    fn nobody_acts_on_themselves_or_on_an_admin_below_them() {
+        let mut rooms = lobby();
+        let admins = |u: &str| u == "root";
+        assert!(rooms.join("lobby", "root", false).unwrap());
+        // An owner does not kick or mute a site admin who is in the room.
+        for action in [Action::Kick, Action::Mute, Action::Ban] {
+            assert_eq!(
+                rooms.moderate("lobby", "owner", action, "root", admins),
+                Err(RoomError::Forbidden)
+            );
+        }
+        // A muted moderator does not unmute themselves; an admin does.
+        rooms
+            .moderate("lobby", "owner", Action::Mute, "mod", no_admin)
+            .unwrap();
+        assert_eq!(
+            rooms.moderate("lobby", "mod", Action::Unmute, "mod", no_admin),
+            Err(RoomError::Forbidden)
+        );
+        rooms
+            .moderate("lobby", "root", Action::Unmute, "mod", admins)
+            .unwrap();
+        // An admin does not act on themselves either.
+        assert_eq!(
+            rooms.moderate("lobby", "root", Action::Kick, "root", admins),
+            Err(RoomError::Forbidden)
+        );
+        // A banned owner stays owner but cannot unban themselves.
+        rooms
+            .moderate("lobby", "root", Action::Ban, "owner", admins)
+            .unwrap();
+        assert_eq!(
+            rooms.moderate("lobby", "owner", Action::Unban, "owner", no_admin),
+            Err(RoomError::Forbidden)
         );
     }
 }

@@ -426,11 +426,19 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// headers the status calls for are added: `Sec-WebSocket-Version: 13` with 426
 /// (4.4), `Allow: GET` with 405 (RFC 7231 6.5.5).
 pub fn encode_error(status: u16, body: &str) -> Vec<u8> {
-    let extra = match status {
+    encode_error_with(status, body, &[])
+}
+
+/// [`encode_error`] with more header fields, such as `Retry-After` on a 503.
+pub fn encode_error_with(status: u16, body: &str, headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut extra = String::from(match status {
         426 => "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n",
         405 => "Allow: GET\r\n",
         _ => "",
-    };
+    });
+    for (name, value) in headers {
+        extra.push_str(&format!("{name}: {value}\r\n"));
+    }
     format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}\n",
         reason_phrase(status),

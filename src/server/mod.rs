@@ -234,6 +234,9 @@ pub struct Reject {
     pub status: u16,
     /// A short text saying why.
     pub body: String,
+    /// Seconds after which a retry may succeed, sent as `Retry-After` (RFC 9110
+    /// 10.2.3), for a refusal that is temporary, such as a 503.
+    pub retry_after: Option<u32>,
 }
 
 /// An upgrade request accepted by [`Handler::on_upgrade`].
@@ -895,6 +898,7 @@ fn serve_connection(server: &Server, stream: TcpStream, peer: SocketAddr, id: u6
         Err(Reject {
             status: 500,
             body: "internal error".into(),
+            retry_after: None,
         })
     });
     let (protocol, note) = match decided {
@@ -911,7 +915,14 @@ fn serve_connection(server: &Server, stream: TcpStream, peer: SocketAddr, id: u6
                 "upgrade refused",
                 &[("peer", &peer), ("status", &reject.status)],
             );
-            let _ = (&stream).write_all(&handshake::encode_error(reject.status, &reject.body));
+            let retry = reject.retry_after.map(|s| s.to_string());
+            let extra: Vec<(&str, &str)> =
+                retry.iter().map(|s| ("Retry-After", s.as_str())).collect();
+            let _ = (&stream).write_all(&handshake::encode_error_with(
+                reject.status,
+                &reject.body,
+                &extra,
+            ));
             socket::linger_close(&stream, config.ws.close_timeout);
             return;
         }
