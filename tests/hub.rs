@@ -8,6 +8,8 @@ use common::redis::RedisServer;
 use common::*;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
+use std::time::Duration;
+use switchboard::client::{EventClient, Incoming, Options};
 
 /// `switchboard serve` on `redis`, with an admin listener and `extra` options.
 fn serve(redis: &RedisServer, extra: &[&str]) -> (Server, SocketAddr) {
@@ -943,4 +945,57 @@ fn a_connection_that_changes_user_takes_the_old_one_out_of_its_rooms() {
     let (_, rooms) = admin_request(admin, "GET", "/rooms", "", None);
     let rooms: Value = serde_json::from_str(&rooms).unwrap();
     assert_eq!(rooms[0]["users"], json!(["eve"]));
+}
+
+#[test]
+fn the_event_client_signs_in_with_a_subprotocol_and_stays_away_once_kicked() {
+    let server = Server::start_program(
+        env!("CARGO_BIN_EXE_switchboard"),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--admin-user",
+            "root",
+        ],
+    );
+    let admin = admin_addr(&server);
+    for (key, value) in [("7", "s7"), ("root", "sr")] {
+        assert_eq!(
+            admin_request(admin, "PUT", &format!("/sessions/{key}"), value, None).0,
+            200
+        );
+    }
+    let mut root = connect(&server, "/?userId=root", &[("sessid", "sr")]);
+    expect(&mut root, "authenticated");
+    let mut client = EventClient::connect(
+        &format!("ws://{}/?userId=7&softId=cli", server.addr),
+        Options {
+            protocols: vec!["s7".into()],
+            min_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(100),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let mut next = || client.next().expect("the client is running");
+    assert_eq!(next(), Incoming::Ready);
+    let Incoming::Event(name, data) = next() else {
+        panic!("not an event")
+    };
+    assert_eq!(
+        (name.as_str(), &data["softId"]),
+        ("authenticated", &json!("cli"))
+    );
+    send(&mut root, "admin.kick", json!({ "user": "7" }));
+    assert_eq!(
+        next(),
+        Incoming::Stopped {
+            code: 4003,
+            reason: "kicked by an admin".into()
+        }
+    );
+    assert_eq!(client.next(), None);
 }

@@ -12,8 +12,10 @@
  *   reconnectionFail  maxAttempts attempts in a row failed; the client stops
  *   end               the server is restarting; the client comes back within the
  *                     window it gave (minDelayMs..maxDelayMs)
- *   close             the socket closed; data {code, reason}
- *   message           a message that is not an event (data: the text or value)
+ *   close             the socket closed; data {code, reason}. After a code in
+ *                     options.finalCodes (default [4003], kicked) it stays closed
+ *   message           a message that is not an event (data: the text or value);
+ *                     switchboard serve also sends notifications as `message`
  * on('*', fn) sees every event as fn(name, data).
  *
  * Browsers cannot set request headers on a WebSocket; a value such as a session id
@@ -32,6 +34,8 @@
     this.maxAttempts = options.maxAttempts === undefined ? 3 : options.maxAttempts;
     this.minDelay = options.minDelay === undefined ? 1000 : options.minDelay;
     this.maxDelay = options.maxDelay === undefined ? 30000 : options.maxDelay;
+    // Close codes after which the client does not come back (4003: kicked).
+    this.finalCodes = options.finalCodes || [4003];
     this.listeners = {};
     this.attempts = 0;
     this.hint = null;
@@ -119,6 +123,10 @@
       self._fire(msg.event, msg.data === undefined ? null : msg.data);
     };
     ws.onclose = function (e) {
+      // 4003: an admin kicked this user; coming back would only be kicked again.
+      if (self.finalCodes.indexOf(e.code) >= 0) {
+        self.stopped = true;
+      }
       self._fire('close', { code: e.code, reason: e.reason });
       if (!self.stopped) {
         self._retry();

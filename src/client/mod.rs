@@ -353,6 +353,13 @@ pub enum Incoming {
     },
     /// `max_attempts` attempts in a row failed; the client gives up.
     ReconnectionFail,
+    /// The server closed with one of [`Options::final_codes`]; the client stops.
+    Stopped {
+        /// The close code, such as 4003.
+        code: u16,
+        /// The server's reason.
+        reason: String,
+    },
     /// The server said `end` (it is restarting): the client will come back.
     End(Value),
     /// An event from the server.
@@ -374,6 +381,9 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// Subprotocols offered.
     pub protocols: Vec<String>,
+    /// Close codes after which the client does not come back: the server said not to.
+    /// Default `[4003]`, a user kicked by an admin (docs/EVENTS.md, close codes).
+    pub final_codes: Vec<u16>,
 }
 
 impl Default for Options {
@@ -384,6 +394,7 @@ impl Default for Options {
             max_delay: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             protocols: Vec::new(),
+            final_codes: vec![4003],
         }
     }
 }
@@ -548,6 +559,14 @@ impl Iterator for EventClient {
                         return Some(Incoming::Other(String::from_utf8_lossy(&data).into_owned()))
                     }
                     Ok(Event::Ping(_) | Event::Pong(_)) => {}
+                    Ok(Event::Close(Some(f))) if self.options.final_codes.contains(&f.code) => {
+                        self.client = None;
+                        self.dead = true;
+                        return Some(Incoming::Stopped {
+                            code: f.code,
+                            reason: f.reason,
+                        });
+                    }
                     Ok(Event::Close(_)) | Err(_) => self.client = None,
                 },
                 None => self.reconnect(),
