@@ -36,8 +36,7 @@ usage:
       --listen ADDR                 address to listen on (default 127.0.0.1:9001)
       --mode echo|broadcast         back to the sender, or to every connection (default echo)
       --protocol NAME               a subprotocol to select when offered (repeatable)
-      --trace-frames                print every frame in and out, annotated
-      --max-messages-per-second N   per connection; 0 for no limit (default 0 here)
+      --max-messages-per-second N   as below, but 0 (no limit) by default here
       and the server options below
   switchboard connect URL [options] send typed lines, print messages received (like wscat)
       --json                        lines are events: 'name {\"some\":1}'; a line
@@ -66,6 +65,8 @@ server options (defaults in docs/OPERATIONS.md):
       --max-queue-bytes N           send queue bound per connection, 1008 (default 1048576)
       --max-connections N           over it, HTTP 503 (default 16384)
       --max-connections-per-ip N    over it, HTTP 429 (default: no limit)
+      --max-messages-per-second N   per connection, over it 1008; 0 for no limit (default 1000)
+      --trace-frames                print every frame in and out, annotated
       --writer-threads N            threads sending for other threads (default 1)
       --thread-stack-bytes N        stack of each connection thread (default 131072)
       --admin-listen ADDR           admin listener (JSON of the connections); loopback
@@ -310,9 +311,24 @@ fn run_serve(args: &[String]) -> Result<(), String> {
         log::Level::Info,
         None,
         "store",
-        &[("backend", &redis_url.as_deref().unwrap_or("memory"))],
+        &[(
+            "backend",
+            &redis_url.as_deref().map_or("memory".into(), redact_url),
+        )],
     );
     listen_and_run(&listen, server)
+}
+
+/// The URL without its user and password, for the log: `redis://***@host:6379/0`.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
 }
 
 fn run_connect(args: &[String]) -> Result<(), String> {
@@ -486,4 +502,23 @@ fn run_bench_codec(args: &[String]) -> Result<(), String> {
     let report = switchboard::bench::codec(Duration::from_secs_f64(seconds));
     print!("{}", switchboard::bench::report(&report));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_stay_out_of_the_log() {
+        assert_eq!(
+            redact_url("redis://:secret@10.0.0.5:6379/0"),
+            "redis://***@10.0.0.5:6379/0"
+        );
+        assert_eq!(redact_url("redis://user:p@ss@host/1"), "redis://***@host/1");
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
 }

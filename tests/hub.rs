@@ -434,6 +434,11 @@ fn notifications_reach_every_tab_of_every_listed_user() {
         assert_eq!(expect(c, "message"), "by http");
     }
     assert_eq!(admin_request(admin, "POST", "/notify", "{}", None).0, 400);
+    // A user listed twice gets it once.
+    publish(&redis, &json!({ "users": [99, "99"], "data": "once" }));
+    publish(&redis, &json!({ "users": [99], "data": "next" }));
+    assert_eq!(expect(&mut bystander, "message"), "once");
+    assert_eq!(expect(&mut bystander, "message"), "next");
     // Nothing reached the bystander but its own.
     assert_eq!(whoami(&mut bystander)["userId"], "99");
 }

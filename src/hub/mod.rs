@@ -947,10 +947,13 @@ impl Hub {
                     .collect()
             } else {
                 let users = user_list(m.get("users")).unwrap_or_default();
+                // A user listed twice gets it once.
                 users
                     .iter()
                     .flat_map(|u| st.identity.connections_of(u))
                     .filter(|c| Some(*c) != except)
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
                     .collect()
             }
         };
@@ -976,6 +979,8 @@ impl Hub {
             users
                 .iter()
                 .flat_map(|u| st.identity.connections_of(u))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
                 .collect()
         };
         server.reply_many(&ids, "message", &data);

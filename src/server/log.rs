@@ -61,8 +61,8 @@ pub struct Record {
 }
 
 impl Record {
-    /// The record as a JSON object: `time`, `level`, `conn` (if any), `msg`, then the
-    /// fields.
+    /// The record as a JSON object with `time`, `level`, `conn` (if any), `msg` and
+    /// the fields; its keys come out in alphabetical order (serde_json's map).
     pub fn to_json(&self) -> serde_json::Value {
         let mut map = serde_json::Map::new();
         map.insert("time".into(), self.time.clone().into());

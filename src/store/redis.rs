@@ -140,7 +140,7 @@ impl RedisStore {
     }
 
     /// Makes sure Redis sends keyspace notifications for string commands, generic
-    /// commands and expiries (`K$gx` added to `notify-keyspace-events`). Returns the
+    /// commands and expiries (`K$gxe` added to `notify-keyspace-events`). Returns the
     /// flags in force, so that the caller can log them. A managed Redis that forbids
     /// `CONFIG SET` gives an error saying so.
     pub fn enable_keyspace_events(&self) -> Result<String, Error> {
@@ -151,8 +151,9 @@ impl RedisStore {
         )?;
         let flags = current.get(1).cloned().unwrap_or_default();
         let mut wanted = flags.clone();
-        for f in ['K', '$', 'g', 'x'] {
-            // 'A' already covers '$', 'g' and 'x'.
+        // K: keyspace events; $: string commands (SET); g: DEL and the like; x: expiry;
+        // e: eviction under maxmemory. 'A' already covers all but 'K'.
+        for f in ['K', '$', 'g', 'x', 'e'] {
             let covered = wanted.contains(f) || (f != 'K' && wanted.contains('A'));
             if !covered {
                 wanted.push(f);
