@@ -1004,3 +1004,36 @@ fn the_event_client_signs_in_with_a_subprotocol_and_stays_away_once_kicked() {
     );
     assert_eq!(client.next(), None);
 }
+
+#[test]
+fn redis_down_at_start_is_followed_once_it_comes() {
+    let mut redis = RedisServer::start();
+    redis.stop();
+    let (server, _) = serve(&redis, &[]);
+    assert!(
+        server.stderr.wait_for(TIMEOUT, |l| l
+            .contains("keyspace notifications could not be turned on")),
+        "{:?}",
+        server.stderr.snapshot()
+    );
+    // Until Redis is there, a sign-in that needs it is refused, to be retried.
+    assert_eq!(upgrade(&server, "/?userId=1", &[("sessid", "s")]).0, 503);
+    redis.restart();
+    assert!(
+        server
+            .stderr
+            .wait_for(TIMEOUT, |l| l.contains("redis subscription back")
+                && l.contains("channel=__keyspace@")),
+        "{:?}",
+        server.stderr.snapshot()
+    );
+    assert!(wait_until(TIMEOUT, || redis
+        .cli(&["CONFIG", "GET", "notify-keyspace-events"])
+        .contains('K')));
+    // Keys are followed live: a session written after connecting joins its user.
+    let mut c = connect(&server, "/", &[]);
+    send(&mut c, "authenticate", json!({ "sessionId": "late" }));
+    expect(&mut c, "unauthenticated");
+    redis.cli(&["SET", "session-store-late", "5"]);
+    assert_eq!(expect(&mut c, "authenticated")["userId"], "5");
+}

@@ -203,3 +203,29 @@ fn an_outage_fails_calls_and_everything_comes_back() {
         "the subscription did not come back"
     );
 }
+
+#[test]
+fn a_quiet_subscription_stays_subscribed() {
+    let redis = RedisServer::start();
+    let bus = store(&redis);
+    let rx = bus.subscribe("quiet").unwrap();
+    // Subscribed once: a message arrives.
+    let mut arrived = false;
+    for _ in 0..100 {
+        redis.cli(&["PUBLISH", "quiet", "first"]);
+        if rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+            arrived = true;
+            break;
+        }
+    }
+    assert!(arrived);
+    while rx.try_recv().is_ok() {}
+    let before = bus.subscriptions();
+    // Quiet for longer than the subscriber's 1 s liveness check, three times over:
+    // the line is checked, not dropped and made again (which would lose messages
+    // published in between).
+    assert!(rx.recv_timeout(Duration::from_millis(3500)).is_err());
+    assert_eq!(bus.subscriptions(), before);
+    redis.cli(&["PUBLISH", "quiet", "second"]);
+    assert_eq!(next(&rx), "second");
+}

@@ -217,8 +217,9 @@ struct Line<'a> {
 }
 
 /// Subscribes, forwards messages, and on any failure waits (0.1 s doubling to 5 s)
-/// and subscribes again, reporting the loss and the return. Ends when the receiver is
-/// dropped.
+/// and subscribes again, reporting the loss and the return. A first subscription that
+/// fails (Redis down at start) is reported as a loss too, so that the return is seen.
+/// Ends when the receiver is dropped.
 fn subscribe_loop<T>(
     line: Line,
     tx: &Sender<T>,
@@ -241,8 +242,18 @@ fn subscribe_loop<T>(
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
         first = false;
-        let Ok(mut conn) = client.get_connection_with_timeout(timeout) else {
-            continue;
+        let mut conn = match client.get_connection_with_timeout(timeout) {
+            Ok(conn) => conn,
+            Err(e) => {
+                if !lost {
+                    lost = true;
+                    report(Status::Lost {
+                        channel: name.to_owned(),
+                        error: e.to_string(),
+                    });
+                }
+                continue;
+            }
         };
         // A read timeout lets the thread notice a dropped receiver and a dead server.
         if conn.set_read_timeout(Some(Duration::from_secs(1))).is_err() {
@@ -275,7 +286,9 @@ fn subscribe_loop<T>(
                 }
                 Err(e) if e.is_timeout() => {
                     // Quiet: check the line.
-                    if let Err(e) = pubsub.ping::<String>() {
+                    // Subscribed, Redis answers PING with ["pong", ""], not a
+                    // status; any answer will do.
+                    if let Err(e) = pubsub.ping::<redis::Value>() {
                         break e;
                     }
                 }
