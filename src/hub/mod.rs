@@ -420,7 +420,7 @@ impl Hub {
                 Err(e) => self.log(
                     Level::Warn,
                     None,
-                    "redis keyspace notifications could not be turned on; sessions set or deleted later are not followed live",
+                    "redis keyspace notifications could not be turned on; until they are, sessions set or deleted later are not followed live",
                     &[("error", &e)],
                 ),
             }
