@@ -532,6 +532,15 @@ fn private_messages_reach_every_connection_and_are_kept() {
     whoami(&mut ann1);
 }
 
+/// `chat.<action>` of `user` in room `lobby`.
+fn moderate(c: &mut Client, action: &str, user: &str) {
+    send(
+        c,
+        &format!("chat.{action}"),
+        json!({ "room": "lobby", "user": user }),
+    );
+}
+
 #[test]
 fn rooms_are_moderated() {
     let redis = RedisServer::start();
@@ -563,27 +572,15 @@ fn rooms_are_moderated() {
     assert_eq!(expect(&mut owner, "error")["code"], "room_exists");
 
     // Members may not moderate.
-    send(
-        &mut bob,
-        "chat.mute",
-        json!({ "room": "lobby", "user": "ann" }),
-    );
+    moderate(&mut bob, "mute", "ann");
     assert_eq!(expect(&mut bob, "error")["code"], "forbidden");
 
     // The owner appoints ann; ann mutes bob; bob cannot send until unmuted.
-    send(
-        &mut owner,
-        "chat.appoint",
-        json!({ "room": "lobby", "user": "ann" }),
-    );
+    moderate(&mut owner, "appoint", "ann");
     wait_event(&mut owner, "chat.appoint");
     expect(&mut ann, "chat.appointed");
     expect(&mut bob, "chat.appointed");
-    send(
-        &mut ann,
-        "chat.mute",
-        json!({ "room": "lobby", "user": "bob" }),
-    );
+    moderate(&mut ann, "mute", "bob");
     assert_eq!(expect(&mut bob, "chat.muted")["by"], "ann");
     send(
         &mut bob,
@@ -591,11 +588,7 @@ fn rooms_are_moderated() {
         json!({ "room": "lobby", "message": "let me" }),
     );
     assert_eq!(expect(&mut bob, "error")["code"], "muted");
-    send(
-        &mut ann,
-        "chat.unmute",
-        json!({ "room": "lobby", "user": "bob" }),
-    );
+    moderate(&mut ann, "unmute", "bob");
     expect(&mut bob, "chat.unmuted");
     send(
         &mut bob,
@@ -623,11 +616,7 @@ fn rooms_are_moderated() {
     assert_eq!(expect(&mut bob, "chat.history")["messages"], json!([]));
 
     // Kicked: out, may come back. Banned: out, may not, until unbanned.
-    send(
-        &mut ann,
-        "chat.kick",
-        json!({ "room": "lobby", "user": "bob" }),
-    );
+    moderate(&mut ann, "kick", "bob");
     expect(&mut bob, "chat.kicked");
     send(
         &mut bob,
@@ -637,26 +626,14 @@ fn rooms_are_moderated() {
     assert_eq!(expect(&mut bob, "error")["code"], "not_member");
     send(&mut bob, "chat.join", json!({ "room": "lobby" }));
     expect(&mut bob, "chat.join");
-    send(
-        &mut ann,
-        "chat.ban",
-        json!({ "room": "lobby", "user": "bob" }),
-    );
+    moderate(&mut ann, "ban", "bob");
     assert_eq!(wait_event(&mut bob, "chat.banned")["user"], "bob");
     send(&mut bob, "chat.join", json!({ "room": "lobby" }));
     assert_eq!(wait_event(&mut bob, "error")["code"], "banned");
     // A moderator cannot act on the owner.
-    send(
-        &mut ann,
-        "chat.kick",
-        json!({ "room": "lobby", "user": "owner" }),
-    );
+    moderate(&mut ann, "kick", "owner");
     assert_eq!(wait_event(&mut ann, "error")["code"], "forbidden");
-    send(
-        &mut owner,
-        "chat.unban",
-        json!({ "room": "lobby", "user": "bob" }),
-    );
+    moderate(&mut owner, "unban", "bob");
     assert_eq!(wait_event(&mut bob, "chat.unbanned")["user"], "bob");
     send(&mut bob, "chat.join", json!({ "room": "lobby" }));
     expect(&mut bob, "chat.join");

@@ -35,6 +35,21 @@ import urllib.request
 TIMEOUT = 60  # seconds for the browser to start, load and exchange
 
 
+def wait_for_item(cond, items, pred, timeout):
+    """The first of `items` (filled under `cond`) that satisfies `pred`, waiting up to
+    `timeout` seconds for it; None if none came."""
+    deadline = time.monotonic() + timeout
+    with cond:
+        while True:
+            for item in items:
+                if pred(item):
+                    return item
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            cond.wait(left)
+
+
 class Program:
     """The server under test; its stderr is collected by a thread."""
 
@@ -60,16 +75,7 @@ class Program:
             return "".join(self.lines)
 
     def wait_line(self, pred, timeout):
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for line in self.lines:
-                    if pred(line):
-                        return line
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self.cond.wait(left)
+        return wait_for_item(self.cond, self.lines, pred, timeout)
 
     def stop(self):
         """SIGINT, as an operator stops it; returns the exit status."""
@@ -172,16 +178,7 @@ class Observer:
         self.sock.sendall(bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked)
 
     def wait_for(self, pred, timeout):
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for m in self.messages:
-                    if pred(m):
-                        return m
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self.cond.wait(left)
+        return wait_for_item(self.cond, self.messages, pred, timeout)
 
 
 def echo_checks(binary, chromium, check):
