@@ -11,6 +11,8 @@
 //!   still open at the end (pings answered meanwhile).
 //! - `chat`: N users of the chat example (`examples/chat.rs`), each saying something
 //!   every S seconds: said-to-heard p50/p99, lost.
+//! - `private`: N users of `switchboard serve`, each sending a private message to the
+//!   next every S seconds: sent-to-received p50/p99, lost.
 //!
 //! Payloads carry their send time (nanoseconds since the run started) and a sequence
 //! number in their first 16 bytes, so latency is measured on every message.
@@ -252,7 +254,7 @@ pub fn broadcast(
                         }
                         Ok(Event::Close(_)) => break,
                         Ok(_) => {}
-                        Err(e) if timed_out(&e) => {}
+                        Err(e) if e.is_timeout() => {}
                         Err(_) => break,
                     }
                 }
@@ -271,7 +273,7 @@ pub fn broadcast(
             match publisher.read() {
                 Ok(Event::Close(_)) => break,
                 Ok(_) => {}
-                Err(e) if timed_out(&e) => {}
+                Err(e) if e.is_timeout() => {}
                 Err(_) => break,
             }
         }
@@ -367,7 +369,7 @@ pub fn hold(url: &str, conns: usize, seconds: f64) -> Result<Value, String> {
                         match c.read() {
                             Ok(Event::Close(_)) => break,
                             Ok(_) => {}
-                            Err(e) if timed_out(&e) => continue,
+                            Err(e) if e.is_timeout() => continue,
                             Err(_) => break,
                         }
                     }
@@ -398,12 +400,6 @@ pub fn hold(url: &str, conns: usize, seconds: f64) -> Result<Value, String> {
     }))
 }
 
-/// Whether a read error is only the read timeout passing.
-fn timed_out(e: &crate::client::Error) -> bool {
-    matches!(e, crate::client::Error::Ws(crate::socket::Error::Io(e))
-        if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
-}
-
 /// Chat: `users` clients of the chat example join and each says something every
 /// `every` seconds for `seconds`; every `said` is heard by every user.
 pub fn chat(url: &str, users: usize, every: f64, seconds: f64) -> Result<Value, String> {
@@ -414,6 +410,116 @@ pub fn chat(url: &str, users: usize, every: f64, seconds: f64) -> Result<Value, 
             .map_err(|e| e.to_string())?;
         clients.push(c);
     }
+    let say =
+        |sender: &Sender, _: usize, text: String| sender.emit("say", &json!({ "text": text }));
+    let (said, heard, hist) = talk(clients, every, seconds, say, "said")?;
+    Ok(json!({
+        "scenario": "chat",
+        "users": users,
+        "every_s": every,
+        "seconds": seconds,
+        "said": said,
+        "heard": heard,
+        "lost": (said * users as u64).saturating_sub(heard),
+        "p50_us": hist.quantile(0.5),
+        "p99_us": hist.quantile(0.99),
+    }))
+}
+
+/// Private messages on `switchboard serve`: `users` users, signed in with sessions
+/// written over the admin listener on `admin_port`, each sending a private message to
+/// the next user every `every` seconds for `seconds`. Each message goes through the
+/// history store and the bus (Redis, with `--redis`), so this measures both.
+pub fn private(
+    url: &str,
+    admin_port: u16,
+    users: usize,
+    every: f64,
+    seconds: f64,
+) -> Result<Value, String> {
+    // Sessions of this run, apart from any earlier run's on the same store.
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let run = format!("{:x}", since_epoch.as_nanos());
+    let mut clients = Vec::with_capacity(users);
+    for i in 0..users {
+        let session = format!("bench-{run}-{i}");
+        admin_put(
+            admin_port,
+            &format!("/sessions/session-store-{session}"),
+            &format!("u{i}"),
+        )?;
+        let mut c = Client::connect(url).map_err(|e| format!("user {i}: {e}"))?;
+        c.emit("authenticate", &json!({ "sessionId": session }))
+            .map_err(|e| e.to_string())?;
+        let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+        loop {
+            match c.read() {
+                Ok(Event::Text(t)) if t.contains("\"event\":\"authenticated\"") => break,
+                Ok(_) => continue,
+                Err(e) => return Err(format!("user {i}: not authenticated: {e}")),
+            }
+        }
+        clients.push(c);
+    }
+    let send = move |sender: &Sender, i: usize, text: String| {
+        let to = format!("u{}", (i + 1) % users);
+        sender.emit("private.send", &json!({ "to": to, "message": text }))
+    };
+    let (said, heard, hist) = talk(clients, every, seconds, send, "private.message")?;
+    Ok(json!({
+        "scenario": "private",
+        "users": users,
+        "every_s": every,
+        "seconds": seconds,
+        "said": said,
+        "heard": heard,
+        "lost": said.saturating_sub(heard),
+        "p50_us": hist.quantile(0.5),
+        "p99_us": hist.quantile(0.99),
+    }))
+}
+
+/// `PUT` on the admin listener of 127.0.0.1:`port`; fails unless it answers 2xx.
+fn admin_put(port: u16, path: &str, body: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))
+        .map_err(|e| format!("admin listener: {e}"))?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    write!(
+        s,
+        "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| format!("admin listener: {e}"))?;
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    match answer.split(' ').nth(1) {
+        Some(code) if code.starts_with('2') => Ok(()),
+        _ => Err(format!(
+            "admin listener: {}",
+            answer.lines().next().unwrap_or("no answer")
+        )),
+    }
+}
+
+/// Each client sends with `send(sender, index, text)` every `every` seconds for
+/// `seconds`, its users spread over the interval, and counts the `heard` events it
+/// receives, whose `message` starts with the send time. Returns messages sent,
+/// heard, and the send-to-hear latencies.
+fn talk(
+    clients: Vec<Client>,
+    every: f64,
+    seconds: f64,
+    send: impl Fn(&Sender, usize, String) -> Result<(), crate::client::Error>
+        + Send
+        + Sync
+        + Copy
+        + 'static,
+    heard_event: &'static str,
+) -> Result<(u64, u64, Histogram), String> {
+    let users = clients.len();
     let start = Instant::now();
     let end = Duration::from_secs_f64(seconds);
     let handles: Vec<_> = clients
@@ -435,7 +541,7 @@ pub fn chat(url: &str, users: usize, every: f64, seconds: f64) -> Result<Value, 
                             thread::sleep(wait);
                         }
                         let text = format!("{} {}", start.elapsed().as_nanos(), n);
-                        if sender.emit("say", &json!({ "text": text })).is_err() {
+                        if send(&sender, i, text).is_err() {
                             break;
                         }
                         n += 1;
@@ -452,13 +558,13 @@ pub fn chat(url: &str, users: usize, every: f64, seconds: f64) -> Result<Value, 
                         Ok(Event::Text(t)) => t,
                         Ok(Event::Close(_)) => break,
                         Ok(_) => continue,
-                        Err(e) if timed_out(&e) => continue,
+                        Err(e) if e.is_timeout() => continue,
                         Err(_) => break,
                     };
                     let Ok((name, data)) = crate::envelope::parse_envelope(&text) else {
                         continue;
                     };
-                    if name != "said" {
+                    if name != heard_event {
                         continue;
                     }
                     heard += 1;
@@ -486,17 +592,7 @@ pub fn chat(url: &str, users: usize, every: f64, seconds: f64) -> Result<Value, 
         heard += hd;
         hist.merge(&hh);
     }
-    Ok(json!({
-        "scenario": "chat",
-        "users": users,
-        "every_s": every,
-        "seconds": seconds,
-        "said": said,
-        "heard": heard,
-        "lost": (said * users as u64).saturating_sub(heard),
-        "p50_us": hist.quantile(0.5),
-        "p99_us": hist.quantile(0.99),
-    }))
+    Ok((said, heard, hist))
 }
 
 #[cfg(test)]

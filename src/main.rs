@@ -51,6 +51,8 @@ usage:
   switchboard bench hold URL [--conns 1000] [--seconds 10]
   switchboard bench chat URL        (against examples/chat.rs)
       [--users 50] [--every 1] [--seconds 10]
+  switchboard bench private URL --admin-port P   (against switchboard serve)
+      [--users 50] [--every 1] [--seconds 10]
   switchboard --help | --version
 
 server options (defaults in docs/OPERATIONS.md):
@@ -475,7 +477,27 @@ fn run_bench(args: &[String]) -> Result<(), String> {
                 switchboard::loadgen::chat(&url, users as usize, every.max(0.001), secs)
             })
         }
-        _ => return Err("bench: echo, broadcast, hold, chat or codec".into()),
+        Some("private") => {
+            let (admin, users, every, secs) = (
+                take("admin-port", 0.0),
+                take("users", 50.0),
+                take("every", 1.0),
+                take("seconds", 10.0),
+            );
+            if admin < 1.0 || admin > 65535.0 {
+                return Err("bench private: give --admin-port, the serve's admin listener".into());
+            }
+            Box::new(move || {
+                switchboard::loadgen::private(
+                    &url,
+                    admin as u16,
+                    users.max(2.0) as usize,
+                    every.max(0.001),
+                    secs,
+                )
+            })
+        }
+        _ => return Err("bench: echo, broadcast, hold, chat, private or codec".into()),
     };
     if let Some(unused) = opts.keys().next() {
         return Err(format!("bench: --{unused} does not apply here"));

@@ -179,3 +179,20 @@ fn echo_selects_the_first_offered_subprotocol_it_speaks() {
     assert_eq!(c.protocol(), None);
     c.close(1000, "").unwrap();
 }
+
+#[test]
+fn a_read_timeout_leaves_the_client_usable() {
+    let server = Server::start(&[]);
+    let mut client = Client::connect(&format!("ws://{}/", server.addr)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let err = client.read().unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    // Both the client and its sender still send, and the echo is read.
+    client.sender().send_text("after a timeout").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(client.read().unwrap(), Event::Text("after a timeout".into()));
+}

@@ -49,6 +49,15 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl Error {
+    /// Whether this is only [`Client::set_read_timeout`] passing: the connection is
+    /// intact, and a later read goes on where this one stopped.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Ws(socket::Error::Io(e))
+            if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+    }
+}
+
 impl From<socket::Error> for Error {
     fn from(e: socket::Error) -> Self {
         Error::Ws(e)
@@ -308,11 +317,16 @@ impl Client {
     /// Waits for the next message or control frame. Pings are answered; a close is
     /// answered and returned, after which nothing more can be sent.
     pub fn read(&mut self) -> Result<Event, Error> {
-        let event = self.ws.read();
-        if matches!(event, Ok(Event::Close(_)) | Err(_)) {
+        let event = self.ws.read().map_err(Error::Ws);
+        let over = match &event {
+            Ok(Event::Close(_)) => true,
+            Err(e) => !e.is_timeout(),
+            Ok(_) => false,
+        };
+        if over {
             self.sender.open.store(false, Ordering::SeqCst);
         }
-        Ok(event?)
+        event
     }
 
     /// Sets how long [`Client::read`] may wait (`None`: for ever).
