@@ -484,7 +484,7 @@ fn run_bench(args: &[String]) -> Result<(), String> {
                 take("every", 1.0),
                 take("seconds", 10.0),
             );
-            if admin < 1.0 || admin > 65535.0 {
+            if !(1.0..=65535.0).contains(&admin) {
                 return Err("bench private: give --admin-port, the serve's admin listener".into());
             }
             Box::new(move || {
