@@ -27,6 +27,8 @@ usage:
       --chat-session-key T|off      key of a session key's user and room
                                     (default chat-session-{sessionKey})
       --history N                   entries kept per room or conversation (default 1000)
+      --history-ttl SECONDS         with --redis, a history's life after its last entry;
+                                    0 keeps it (default 2592000, 30 days)
       --history-page N              most history entries in one answer (default 100)
       --max-text-chars N            longest message or notice text (default 4000)
       --max-room-name-chars N       longest room name (default 64)
@@ -242,6 +244,7 @@ fn run_serve(args: &[String]) -> Result<(), String> {
     let mut listen = String::from("127.0.0.1:9001");
     let mut redis_url = None;
     let mut history = 1000usize;
+    let mut history_ttl = Some(Duration::from_secs(30 * 24 * 3600));
     let template = |text: &str, name: &str| -> Result<Option<Template>, String> {
         if text == "off" {
             return Ok(None);
@@ -269,6 +272,10 @@ fn run_serve(args: &[String]) -> Result<(), String> {
                 hub_config.chat_session_key = template(value(&mut it, arg)?, arg)?
             }
             "--history" => history = number(value(&mut it, arg)?, arg)?,
+            "--history-ttl" => {
+                let t = seconds(value(&mut it, arg)?, arg)?;
+                history_ttl = (!t.is_zero()).then_some(t);
+            }
             "--max-rooms" => hub_config.max_rooms = number(value(&mut it, arg)?, arg)?,
             "--history-page" => hub_config.history_page = number(value(&mut it, arg)?, arg)?,
             "--max-text-chars" => hub_config.max_text_chars = number(value(&mut it, arg)?, arg)?,
@@ -298,6 +305,7 @@ fn run_serve(args: &[String]) -> Result<(), String> {
         None => Stores::memory(history),
         Some(url) => Stores::redis(store::redis::Config {
             max_history: history,
+            history_ttl,
             ..store::redis::Config::new(url)
         })
         .map_err(|e| format!("--redis: {e}"))?,

@@ -194,5 +194,8 @@ fn a_read_timeout_leaves_the_client_usable() {
     client
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    assert_eq!(client.read().unwrap(), Event::Text("after a timeout".into()));
+    assert_eq!(
+        client.read().unwrap(),
+        Event::Text("after a timeout".into())
+    );
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 use switchboard::store::redis::{Config, RedisStore};
-use switchboard::store::{Bus, Error, History, KeyEvent, Sessions};
+use switchboard::store::{Bus, EntryId, Error, History, KeyEvent, Sessions};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -127,6 +127,37 @@ fn history_in_a_stream_resumes_after_an_id() {
         h.after("room:odd", None, 10),
         Err(Error::Invalid(_))
     ));
+    // Streams live 30 days after their last entry.
+    let ttl: u64 = redis.cli(&["TTL", "room:lobby"]).trim().parse().unwrap();
+    assert!((29 * 24 * 3600..=30 * 24 * 3600).contains(&ttl), "{ttl}");
+    // After the largest id there is nothing (Redis would refuse the range).
+    assert_eq!(
+        h.after("room:lobby", Some(EntryId::MAX), 10).unwrap(),
+        vec![]
+    );
+}
+
+#[test]
+fn a_command_redis_refuses_is_not_an_outage() {
+    let redis = RedisServer::start();
+    let s = store(&redis);
+    s.append("room:lobby", &json!(1)).unwrap();
+    let before = redis.cli(&["INFO", "stats"]);
+    let connections = |info: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_connections_received:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap()
+    };
+    // A key that is a stream is no session; a wrong-type command is refused, and the
+    // line is kept: no new connection is made for the next command.
+    assert_eq!(s.get("room:lobby").unwrap(), None);
+    s.set("k", "v", None).unwrap();
+    assert!(matches!(s.append("k", &json!(1)), Err(Error::Invalid(_))));
+    assert_eq!(s.get("k").unwrap().as_deref(), Some("v"));
+    let after = redis.cli(&["INFO", "stats"]);
+    // The two INFO calls are redis-cli's own connections.
+    assert_eq!(connections(&after), connections(&before) + 1);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use super::{Bus, EntryId, Error, History, KeyEvent, Sessions};
 use serde_json::Value;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -103,20 +103,35 @@ impl Sessions for MemorySessions {
 #[derive(Default)]
 struct HistoryInner {
     streams: HashMap<String, VecDeque<(EntryId, Value)>>,
+    /// Each stream's last append, and the streams by it, to forget the stalest.
+    appended: HashMap<String, EntryId>,
+    by_append: BTreeMap<EntryId, String>,
     last: Option<EntryId>,
 }
 
-/// Bounded streams in memory: each keeps its newest `max_entries` entries.
+/// Bounded streams in memory: each keeps its newest `max_entries` entries, and the
+/// newest `max_streams` streams are kept (by last append), so that clients writing
+/// to ever new conversations cannot grow memory without end.
 pub struct MemoryHistory {
     max_entries: usize,
+    max_streams: usize,
     inner: Mutex<HistoryInner>,
 }
 
+/// Streams kept in memory by default.
+pub const MAX_STREAMS: usize = 10_000;
+
 impl MemoryHistory {
-    /// Streams that keep at most `max_entries` entries each.
+    /// Streams that keep at most `max_entries` entries each, [`MAX_STREAMS`] of them.
     pub fn new(max_entries: usize) -> Self {
+        Self::with_streams(max_entries, MAX_STREAMS)
+    }
+
+    /// At most `max_streams` streams of at most `max_entries` entries.
+    pub fn with_streams(max_entries: usize, max_streams: usize) -> Self {
         MemoryHistory {
             max_entries: max_entries.max(1),
+            max_streams: max_streams.max(1),
             inner: Mutex::new(HistoryInner::default()),
         }
     }
@@ -147,6 +162,17 @@ impl History for MemoryHistory {
         entries.push_back((id, entry.clone()));
         while entries.len() > max {
             entries.pop_front();
+        }
+        if let Some(before) = inner.appended.insert(stream.to_owned(), id) {
+            inner.by_append.remove(&before);
+        }
+        inner.by_append.insert(id, stream.to_owned());
+        while inner.streams.len() > self.max_streams {
+            let Some((_, stalest)) = inner.by_append.pop_first() else {
+                break;
+            };
+            inner.streams.remove(&stalest);
+            inner.appended.remove(&stalest);
         }
         Ok(id)
     }
@@ -260,6 +286,28 @@ mod tests {
         // A watcher that went away is forgotten, not an error.
         drop(events);
         s.set("k", "v", None).unwrap();
+    }
+
+    #[test]
+    fn the_stalest_streams_are_forgotten_past_the_bound() {
+        let h = MemoryHistory::with_streams(10, 3);
+        for s in ["a", "b", "c"] {
+            h.append(s, &json!(s)).unwrap();
+        }
+        // `a` written again is the freshest; `d` pushes out `b`, the stalest.
+        h.append("a", &json!("a2")).unwrap();
+        h.append("d", &json!("d")).unwrap();
+        let len = |s: &str| h.last(s, 10).unwrap().len();
+        assert_eq!((len("a"), len("b"), len("c"), len("d")), (2, 0, 1, 1));
+        let inner = lock(&h.inner);
+        assert_eq!(
+            (
+                inner.streams.len(),
+                inner.appended.len(),
+                inner.by_append.len()
+            ),
+            (3, 3, 3)
+        );
     }
 
     #[test]

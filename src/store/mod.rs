@@ -74,6 +74,14 @@ pub struct EntryId {
     pub seq: u64,
 }
 
+impl EntryId {
+    /// The largest id there can be.
+    pub const MAX: EntryId = EntryId {
+        ms: u64::MAX,
+        seq: u64::MAX,
+    };
+}
+
 impl fmt::Display for EntryId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}-{}", self.ms, self.seq)

@@ -24,8 +24,13 @@ pub struct Config {
     pub url: String,
     /// Deadline of each connection attempt and each command. Default 2 s.
     pub timeout: Duration,
-    /// Entries kept per history stream (`XADD MAXLEN ~`). Default 1000.
+    /// Entries kept per history stream (`XADD MAXLEN ~`: Redis may keep a few more
+    /// until a whole node of the stream can go). Default 1000.
     pub max_history: usize,
+    /// How long a history stream lives after its last entry (`EXPIRE`), so that
+    /// conversations nobody continues do not keep keys for ever. Default 30 days;
+    /// `None` keeps them.
+    pub history_ttl: Option<Duration>,
 }
 
 impl Config {
@@ -35,6 +40,7 @@ impl Config {
             url: url.to_owned(),
             timeout: Duration::from_secs(2),
             max_history: 1000,
+            history_ttl: Some(Duration::from_secs(30 * 24 * 3600)),
         }
     }
 }
@@ -72,6 +78,16 @@ pub struct RedisStore {
 
 fn unavailable(e: redis::RedisError) -> Error {
     Error::Unavailable(e.to_string())
+}
+
+/// Whether Redis answered with an error about this command (a wrong type, a bad
+/// argument), as opposed to being unable to serve any: the line is fine.
+fn refused_command(e: &redis::RedisError) -> bool {
+    const NOT_SERVING: [&str; 5] = ["LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"];
+    matches!(
+        e.kind(),
+        redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
+    ) && !e.code().is_some_and(|c| NOT_SERVING.contains(&c))
 }
 
 impl RedisStore {
@@ -116,6 +132,14 @@ impl RedisStore {
 
     /// Runs one command on the shared connection, connecting first if needed.
     fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, Error> {
+        self.run(|conn| cmd.query(conn))
+    }
+
+    /// Runs `f` on the shared connection, connecting first if needed.
+    fn run<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, Error> {
         let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
             *slot = Some(self.connect()?);
@@ -123,15 +147,21 @@ impl RedisStore {
         let Some(conn) = slot.as_mut() else {
             return Err(Error::Unavailable("no connection".into()));
         };
-        match cmd.query(conn) {
+        match f(conn) {
             Ok(v) => Ok(v),
             Err(e) => {
-                // A reply we cannot use is not an outage; anything else drops the
-                // connection so that the next command starts afresh.
+                // A reply we cannot use, or Redis refusing this one command (such as
+                // WRONGTYPE), is not an outage; anything else drops the connection so
+                // that the next command starts afresh.
                 if e.kind() == redis::ErrorKind::Parse
                     || e.kind() == redis::ErrorKind::UnexpectedReturnType
+                    || refused_command(&e)
                 {
                     return Err(Error::Invalid(e.to_string()));
+                }
+                if !e.is_io_error() && e.code().is_some() {
+                    // Redis is up but not serving (LOADING...): keep the line.
+                    return Err(unavailable(e));
                 }
                 *slot = None;
                 Err(unavailable(e))
@@ -305,7 +335,11 @@ fn subscribe_loop<T>(
 
 impl Sessions for RedisStore {
     fn get(&self, key: &str) -> Result<Option<String>, Error> {
-        self.query(redis::cmd("GET").arg(key))
+        match self.query(redis::cmd("GET").arg(key)) {
+            // A key that holds a list or a stream is no session.
+            Err(Error::Invalid(why)) if why.contains("WRONGTYPE") => Ok(None),
+            other => other,
+        }
     }
 
     fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), Error> {
@@ -345,16 +379,22 @@ impl Sessions for RedisStore {
 
 impl History for RedisStore {
     fn append(&self, stream: &str, entry: &Value) -> Result<EntryId, Error> {
-        let id: String = self.query(
-            redis::cmd("XADD")
+        let mut pipe = redis::pipe();
+        pipe.cmd("XADD")
+            .arg(stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.config.max_history)
+            .arg("*")
+            .arg("entry")
+            .arg(entry.to_string());
+        if let Some(ttl) = self.config.history_ttl {
+            pipe.cmd("EXPIRE")
                 .arg(stream)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(self.config.max_history)
-                .arg("*")
-                .arg("entry")
-                .arg(entry.to_string()),
-        )?;
+                .arg(ttl.as_secs().max(1))
+                .ignore();
+        }
+        let (id,): (String,) = self.run(|conn| pipe.query(conn))?;
         id.parse()
     }
 
@@ -364,6 +404,10 @@ impl History for RedisStore {
         after: Option<EntryId>,
         limit: usize,
     ) -> Result<Vec<(EntryId, Value)>, Error> {
+        if after == Some(EntryId::MAX) {
+            // Nothing comes after the last id there can be (and Redis refuses it).
+            return Ok(Vec::new());
+        }
         let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
         let rows: Vec<(String, Vec<String>)> = self.query(
             redis::cmd("XRANGE")
