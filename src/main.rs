@@ -33,6 +33,9 @@ usage:
       --max-text-chars N            longest message or notice text (default 4000)
       --max-room-name-chars N       longest room name (default 64)
       --max-rooms N                 rooms on this node (default 1000)
+      --max-rooms-per-user N        rooms one user owns (default 10)
+      --max-room-list N             bans, and moderators, of one room (default 1000)
+      --max-id-chars N              longest user or session id a client names (default 128)
       and the server options below
   switchboard echo [options]        echo every message back to its sender
       --listen ADDR                 address to listen on (default 127.0.0.1:9001)
@@ -278,6 +281,11 @@ fn run_serve(args: &[String]) -> Result<(), String> {
             }
             "--max-rooms" => hub_config.max_rooms = number(value(&mut it, arg)?, arg)?,
             "--history-page" => hub_config.history_page = number(value(&mut it, arg)?, arg)?,
+            "--max-rooms-per-user" => {
+                hub_config.max_rooms_per_user = number(value(&mut it, arg)?, arg)?
+            }
+            "--max-room-list" => hub_config.max_room_list = number(value(&mut it, arg)?, arg)?,
+            "--max-id-chars" => hub_config.max_id_chars = number(value(&mut it, arg)?, arg)?,
             "--max-text-chars" => hub_config.max_text_chars = number(value(&mut it, arg)?, arg)?,
             "--max-room-name-chars" => {
                 hub_config.max_room_name_chars = number(value(&mut it, arg)?, arg)?
@@ -296,6 +304,7 @@ fn run_serve(args: &[String]) -> Result<(), String> {
         ("--history-page", hub_config.history_page),
         ("--max-text-chars", hub_config.max_text_chars),
         ("--max-room-name-chars", hub_config.max_room_name_chars),
+        ("--max-id-chars", hub_config.max_id_chars),
     ] {
         if n == 0 {
             return Err(format!("{name}: at least 1"));

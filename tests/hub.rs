@@ -368,13 +368,25 @@ fn anonymous_refused_means_authenticate_in_time_and_origins_are_checked() {
     assert_eq!(closed_with(&mut idle), 4002);
     assert_eq!(closed_with(&mut pretender), 4002);
     whoami(&mut quick);
+    // Signed in at the upgrade, then off to a session nobody wrote: no user, so the
+    // deadline runs again.
+    redis.cli(&["SET", "8", "s8"]);
+    let mut switcher = connect(&server, "/?userId=8", &[("sessid", "s8")]);
+    expect(&mut switcher, "authenticated");
+    send(
+        &mut switcher,
+        "authenticate",
+        json!({ "sessionId": "bogus" }),
+    );
+    expect(&mut switcher, "unauthenticated");
+    assert_eq!(closed_with(&mut switcher), 4002);
     // A session that ends starts a new deadline.
     redis.cli(&["DEL", "session-store-q"]);
     expect(&mut quick, "unauthenticated");
     assert_eq!(closed_with(&mut quick), 4002);
     assert_eq!(
         server.metric("switchboard_app_events_total{kind=\"auth_timeouts\"}"),
-        3
+        4
     );
 
     let (status, _, _) = upgrade(&server, "/", &[("Origin", "https://evil.example")]);
@@ -529,6 +541,15 @@ fn private_messages_reach_every_connection_and_are_kept() {
         json!({ "with": "bob", "after": "x" }),
     );
     assert_eq!(expect(&mut ann1, "error")["code"], "bad_request");
+    let long = "u".repeat(129);
+    send(
+        &mut ann1,
+        "private.send",
+        json!({ "to": long, "message": "x" }),
+    );
+    let e = expect(&mut ann1, "error");
+    assert_eq!(e["code"], "bad_request");
+    assert!(e["message"].as_str().unwrap().contains("128"), "{e}");
     whoami(&mut ann1);
 }
 
@@ -643,6 +664,35 @@ fn rooms_are_moderated() {
     let rooms: Value = serde_json::from_str(&rooms).unwrap();
     assert_eq!(rooms[0]["moderators"], json!(["ann"]));
     assert_eq!(rooms[0]["users"], json!(["ann", "bob", "owner"]));
+
+    // An entry written into the stream by something else comes as a value.
+    redis.cli(&["XADD", "room:lobby", "*", "entry", "5"]);
+    send(
+        &mut bob,
+        "chat.history",
+        json!({ "room": "lobby", "limit": 1 }),
+    );
+    let page = wait_event(&mut bob, "chat.history");
+    assert_eq!(page["messages"][0]["value"], 5, "{page}");
+
+    // A malformed history request does not join.
+    let mut eve = signed_in(&server, &redis, "e", "eve");
+    send(
+        &mut eve,
+        "chat.join",
+        json!({ "room": "lobby", "limit": 0 }),
+    );
+    assert_eq!(expect(&mut eve, "error")["code"], "bad_request");
+    send(&mut eve, "chat.members", json!({ "room": "lobby" }));
+    assert_eq!(expect(&mut eve, "error")["code"], "not_member");
+
+    // One user owns at most 10 rooms.
+    for i in 0..10 {
+        send(&mut eve, "chat.create", json!({ "room": format!("e{i}") }));
+        wait_event(&mut eve, "chat.create");
+    }
+    send(&mut eve, "chat.create", json!({ "room": "e10" }));
+    assert_eq!(wait_event(&mut eve, "error")["code"], "too_many_owned");
 }
 
 #[test]

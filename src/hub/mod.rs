@@ -76,6 +76,13 @@ pub struct Config {
     pub max_room_name_chars: usize,
     /// Most rooms a node holds. Default 1000.
     pub max_rooms: usize,
+    /// Most rooms one user owns (made with `chat.create`). Default 10.
+    pub max_rooms_per_user: usize,
+    /// Most bans, and most moderators, of one room. Default 1000.
+    pub max_room_list: usize,
+    /// Longest user id or session id a client may name (`to`, `with`, `user`,
+    /// `sessionId`), in characters. Default 128.
+    pub max_id_chars: usize,
     /// The bus channel deliveries go through. Default `switchboard`.
     pub channel: String,
     /// The channel the site publishes notifications on. Default `notifications`.
@@ -97,6 +104,9 @@ impl Default for Config {
             max_text_chars: 4000,
             max_room_name_chars: 64,
             max_rooms: 1000,
+            max_rooms_per_user: 10,
+            max_room_list: 1000,
+            max_id_chars: 128,
             channel: "switchboard".into(),
             notifications_channel: "notifications".into(),
         }
@@ -181,6 +191,9 @@ struct State {
     /// Sessions presented the user-to-session way, by user: the key to watch is the
     /// user's.
     user_sessions: HashMap<String, BTreeSet<String>>,
+    /// When each connection that must get a user has to have one; only the latest
+    /// deadline of a connection counts.
+    deadlines: HashMap<ConnId, Instant>,
 }
 
 impl State {
@@ -251,10 +264,28 @@ fn user_list(v: Option<&Value>) -> Option<Vec<String>> {
     }
 }
 
+/// Tells connection `id` whom it belongs to now. The frame carries
+/// `"authenticated": true` beside the envelope, the confirmation clients of the
+/// session-key way wait for before they send.
+fn confirmation(st: &State, id: ConnId, user: &str, session: &str, room: Option<&str>) -> String {
+    let soft_id = st.identity.member(id).and_then(|m| m.soft_id.clone());
+    let mut data = json!({ "userId": user, "sessionId": session, "softId": soft_id });
+    if let Some(room) = room {
+        data["room"] = json!(room);
+    }
+    json!({ "event": "authenticated", "data": data, "authenticated": true }).to_string()
+}
+
+/// History entries with their ids. An entry that is not an object (written into the
+/// stream by something else) is given as `{"value": ..}`.
 fn entries(list: Vec<(EntryId, Value)>) -> Value {
     Value::Array(
         list.into_iter()
-            .map(|(id, mut v)| {
+            .map(|(id, v)| {
+                let mut v = match v {
+                    Value::Object(_) => v,
+                    other => json!({ "value": other }),
+                };
                 v["id"] = json!(id.to_string());
                 v
             })
@@ -265,7 +296,11 @@ fn entries(list: Vec<(EntryId, Value)>) -> Value {
 impl Hub {
     /// A hub on `stores`; nothing runs until [`Hub::install`] and [`Hub::start`].
     pub fn new(config: Config, stores: Stores) -> Arc<Hub> {
-        let rooms = Rooms::new(config.max_rooms);
+        let rooms = Rooms::new(rooms::Limits {
+            rooms: config.max_rooms,
+            owned_per_user: config.max_rooms_per_user,
+            listed_per_room: config.max_room_list,
+        });
         let mut bytes = [0u8; 8];
         // Without /dev/urandom, the time tells nodes apart well enough.
         if crate::socket::Urandom::new().fill(&mut bytes).is_err() {
@@ -284,6 +319,7 @@ impl Hub {
                 rooms,
                 ways: HashMap::new(),
                 user_sessions: HashMap::new(),
+                deadlines: HashMap::new(),
             }),
             server: OnceLock::new(),
             deadlines: Mutex::new(None),
@@ -535,6 +571,9 @@ impl Hub {
                     st.note_way(session, Way::UserKey(user.clone()));
                 }
                 self.bind(session, user, None, Some(id));
+                // A key changed between the upgrade's check and here sent its event
+                // before this session was held: read once more.
+                self.recheck_session(session);
             }
             Claim::SessionKey { key, user, room } => {
                 {
@@ -549,6 +588,7 @@ impl Hub {
                         ctx.fail(e.code(), &e.to_string());
                     }
                 }
+                self.recheck_session(key);
             }
             Claim::Anonymous => {
                 self.state().identity.add(id, soft_id);
@@ -564,6 +604,7 @@ impl Hub {
             return;
         }
         let deadline = Instant::now() + self.config.auth_timeout;
+        self.state().deadlines.insert(id, deadline);
         if let Some(tx) = &*self.deadlines.lock().unwrap_or_else(|p| p.into_inner()) {
             let _ = tx.send((deadline, id));
         }
@@ -574,7 +615,8 @@ impl Hub {
     /// session). The users those connections had before leave their rooms if that was
     /// their last connection here.
     fn bind(&self, session: &str, user: &str, room: Option<&str>, also: Option<ConnId>) {
-        let (changed, before) = {
+        let server = self.server();
+        let before = {
             let mut st = self.state();
             let before: BTreeSet<String> = st
                 .identity
@@ -583,38 +625,23 @@ impl Hub {
                 .filter_map(|c| st.identity.member(*c)?.user.clone())
                 .filter(|u| u != user)
                 .collect();
-            (st.identity.bind_session(session, user), before)
+            let mut told = st.identity.bind_session(session, user);
+            if let Some(id) = also.filter(|id| !told.contains(id)) {
+                told.push(id);
+            }
+            // Sent under the lock: a delivery to this user must take the lock to find
+            // these connections, so it comes after the confirmation, which is then
+            // the first thing a connection hears as the user.
+            for c in told {
+                if let Some(conn) = server.as_ref().and_then(|s| s.connection(c)) {
+                    let _ = conn.send_text(&confirmation(&st, c, user, session, room));
+                }
+            }
+            before
         };
-        let mut told = changed;
-        if let Some(id) = also.filter(|id| !told.contains(id)) {
-            told.push(id);
-        }
-        for c in told {
-            self.confirm(c, user, session, room);
-        }
         for old in before {
             self.user_may_be_gone(&old);
         }
-    }
-
-    /// Tells connection `id` whom it belongs to now. The frame carries
-    /// `"authenticated": true` beside the envelope, the confirmation clients of the
-    /// session-key way wait for before they send.
-    fn confirm(&self, id: ConnId, user: &str, session: &str, room: Option<&str>) {
-        let Some(conn) = self.server().and_then(|s| s.connection(id)) else {
-            return;
-        };
-        let soft_id = self
-            .state()
-            .identity
-            .member(id)
-            .and_then(|m| m.soft_id.clone());
-        let mut data = json!({ "userId": user, "sessionId": session, "softId": soft_id });
-        if let Some(room) = room {
-            data["room"] = json!(room);
-        }
-        let frame = json!({ "event": "authenticated", "data": data, "authenticated": true });
-        let _ = conn.send_text(&frame.to_string());
     }
 
     fn unconfirm(&self, id: ConnId, session: &str, reason: &str) {
@@ -631,6 +658,7 @@ impl Hub {
     /// their last connection here.
     fn close(&self, id: ConnId) {
         let mut st = self.state();
+        st.deadlines.remove(&id);
         let Some(member) = st.identity.remove(id) else {
             return;
         };
@@ -662,7 +690,7 @@ impl Hub {
         let Some(template) = &self.config.session_user_key else {
             return Err(Error::BadRequest("authenticate is turned off here".into()));
         };
-        let session = field(data, "sessionId")?;
+        let session = self.id_field(data, "sessionId")?;
         let id = ctx.id();
         let old_user = {
             let mut st = self.state();
@@ -677,7 +705,12 @@ impl Hub {
         // Attached first, read second: a key set in between is seen by the watcher.
         let read = self.stores.sessions.get(&template.fill(&session));
         match &read {
-            Ok(Some(user)) => self.bind(&session, user, None, Some(id)),
+            Ok(Some(user)) => {
+                self.bind(&session, user, None, Some(id));
+                // A key deleted between the read and the binding sent its event
+                // before there was anything to take out: read once more.
+                self.recheck_session(&session);
+            }
             Ok(None) => self.unconfirm(id, &session, "waiting for the session"),
             Err(_) => {}
         }
@@ -685,6 +718,15 @@ impl Hub {
         // session is theirs too.
         if let Some(old) = old_user {
             self.user_may_be_gone(&old);
+            // Left with no user, it has the time again to get one.
+            if self
+                .state()
+                .identity
+                .member(id)
+                .is_some_and(|m| m.user.is_none())
+            {
+                self.start_deadline(id);
+            }
         }
         read.map(drop).map_err(Error::from)
     }
@@ -1071,7 +1113,7 @@ impl Hub {
     /// recipient, a copy to the sender's other connections, kept in their history.
     fn private_send(&self, ctx: &Ctx, data: &Value) -> Outcome {
         let from = self.user_of(ctx)?;
-        let to = field(data, "to")?;
+        let to = self.id_field(data, "to")?;
         let message = self.text_field(data, "message")?;
         let entry = json!({ "time": now_iso8601(), "user": from, "to": to, "message": message });
         let id = self
@@ -1092,17 +1134,26 @@ impl Hub {
     /// `private.history` `{"with": user, "after": id?, "limit": n?}`.
     fn private_history(&self, ctx: &Ctx, data: &Value) -> Outcome {
         let me = self.user_of(ctx)?;
-        let with = field(data, "with")?;
+        let with = self.id_field(data, "with")?;
         let stream = Self::private_stream(&me, &with);
         let list = self.history(&stream, data)?;
         let _ = ctx.reply("private.history", json!({ "with": with, "messages": list }));
         Ok(())
     }
 
+    /// Where a history request starts: after `after`, or else after `lastId`, or
+    /// (none) at the last page.
+    fn resume_from(data: &Value) -> Result<Option<EntryId>, Error> {
+        match data.get("after") {
+            Some(v) if !v.is_null() => Self::after_id(data, "after"),
+            _ => Self::after_id(data, "lastId"),
+        }
+    }
+
     /// Entries of `stream` after `data.after`, or the last page.
     fn history(&self, stream: &str, data: &Value) -> Result<Value, Error> {
         let limit = self.page(data)?;
-        let list = match Self::after_id(data, "after")?.or(Self::after_id(data, "lastId")?) {
+        let list = match Self::resume_from(data)? {
             Some(after) => self.stores.history.after(stream, Some(after), limit)?,
             None => self.stores.history.last(stream, limit)?,
         };
@@ -1110,6 +1161,19 @@ impl Hub {
     }
 
     // --- chat ----------------------------------------------------------------------------
+
+    /// A user or session id that a client names: [`field`], within
+    /// [`Config::max_id_chars`].
+    fn id_field(&self, data: &Value, name: &str) -> Result<String, Error> {
+        let id = field(data, name)?;
+        if id.chars().count() > self.config.max_id_chars {
+            return Err(Error::BadRequest(format!(
+                "\"{name}\" is longer than {} characters",
+                self.config.max_id_chars
+            )));
+        }
+        Ok(id)
+    }
 
     fn room_name(&self, data: &Value) -> Result<String, Error> {
         let room = field(data, "room")?;
@@ -1190,14 +1254,21 @@ impl Hub {
     fn chat_join(&self, ctx: &Ctx, data: &Value) -> Outcome {
         let user = self.user_of(ctx)?;
         let room = self.room_name(data)?;
+        // A malformed history request is refused before it joins anyone.
+        self.page(data)?;
+        Self::resume_from(data)?;
         let joined = self.state().rooms.join(&room, &user, false)?;
-        let mut view = self.room_view(&room);
-        view["messages"] = self.history(&Self::room_stream(&room), data)?;
-        let _ = ctx.reply("chat.join", view);
+        let messages = self.history(&Self::room_stream(&room), data);
+        if let Ok(messages) = &messages {
+            let mut view = self.room_view(&room);
+            view["messages"] = messages.clone();
+            let _ = ctx.reply("chat.join", view);
+        }
+        // Joined is joined, even if the store cannot give the history now.
         if joined {
             self.send_userlist(&room);
         }
-        Ok(())
+        messages.map(drop)
     }
 
     fn chat_leave(&self, ctx: &Ctx, data: &Value) -> Outcome {
@@ -1268,7 +1339,7 @@ impl Hub {
     fn chat_moderate(&self, ctx: &Ctx, data: &Value) -> Outcome {
         let actor = self.user_of(ctx)?;
         let room = self.room_name(data)?;
-        let target = field(data, "user")?;
+        let target = self.id_field(data, "user")?;
         let method = ctx.event().trim_start_matches("chat.");
         let action = Action::from_method(method)
             .ok_or_else(|| Error::BadRequest(format!("no such action {method}")))?;
@@ -1340,7 +1411,7 @@ impl Hub {
     /// every node, is closed with [`KICKED`].
     fn admin_kick(&self, ctx: &Ctx, data: &Value) -> Outcome {
         self.admin_of(ctx)?;
-        let user = field(data, "user")?;
+        let user = self.id_field(data, "user")?;
         let reason = data
             .get("reason")
             .and_then(Value::as_str)
@@ -1545,11 +1616,16 @@ fn timer(hub: Weak<Hub>, rx: Receiver<(Instant, ConnId)>) {
             }
             due.pop();
             // A session id alone is not enough: the connection must belong to a user.
-            let waiting = hub
-                .state()
-                .identity
-                .member(id)
-                .is_some_and(|m| m.user.is_none());
+            // An earlier deadline that a later one replaced does not count.
+            let waiting = {
+                let mut st = hub.state();
+                if st.deadlines.get(&id) == Some(&t) {
+                    st.deadlines.remove(&id);
+                    st.identity.member(id).is_some_and(|m| m.user.is_none())
+                } else {
+                    false
+                }
+            };
             if waiting {
                 if let Some(conn) = hub.server().and_then(|s| s.connection(id)) {
                     hub.count("auth_timeouts");

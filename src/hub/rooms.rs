@@ -31,6 +31,10 @@ pub enum RoomError {
     Forbidden,
     /// The action's target is not someone it applies to (not a member, not banned...).
     NoTarget,
+    /// The user owns as many rooms as one may.
+    TooManyOwned,
+    /// The room's bans or moderators are as many as it may hold.
+    ListFull,
 }
 
 impl RoomError {
@@ -45,6 +49,8 @@ impl RoomError {
             RoomError::Muted => "muted",
             RoomError::Forbidden => "forbidden",
             RoomError::NoTarget => "no_target",
+            RoomError::TooManyOwned => "too_many_owned",
+            RoomError::ListFull => "list_full",
         }
     }
 
@@ -59,6 +65,8 @@ impl RoomError {
             RoomError::Muted => "you are muted in this room",
             RoomError::Forbidden => "your rank in this room does not allow that",
             RoomError::NoTarget => "that user is not someone this applies to",
+            RoomError::TooManyOwned => "you own as many rooms as one may",
+            RoomError::ListFull => "this room's list is full",
         }
     }
 }
@@ -145,15 +153,26 @@ impl Room {
 #[derive(Debug)]
 pub struct Rooms {
     rooms: HashMap<String, Room>,
-    max_rooms: usize,
+    limits: Limits,
+}
+
+/// How much a node's rooms may hold, so that no client can grow them without end.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Rooms at once.
+    pub rooms: usize,
+    /// Rooms one user owns.
+    pub owned_per_user: usize,
+    /// Bans, and moderators, of one room (each list apart).
+    pub listed_per_room: usize,
 }
 
 impl Rooms {
-    /// No rooms; at most `max_rooms` at once.
-    pub fn new(max_rooms: usize) -> Self {
+    /// No rooms yet.
+    pub fn new(limits: Limits) -> Self {
         Rooms {
             rooms: HashMap::new(),
-            max_rooms,
+            limits,
         }
     }
 
@@ -174,8 +193,16 @@ impl Rooms {
         if self.rooms.contains_key(room) {
             return Err(RoomError::Exists);
         }
-        if self.rooms.len() >= self.max_rooms {
+        if self.rooms.len() >= self.limits.rooms {
             return Err(RoomError::TooMany);
+        }
+        let owned = self
+            .rooms
+            .values()
+            .filter(|r| r.owner.as_deref() == Some(owner))
+            .count();
+        if owned >= self.limits.owned_per_user {
+            return Err(RoomError::TooManyOwned);
         }
         let mut r = Room {
             owner: Some(owner.to_owned()),
@@ -193,7 +220,7 @@ impl Rooms {
             if !open {
                 return Err(RoomError::NoRoom);
             }
-            if self.rooms.len() >= self.max_rooms {
+            if self.rooms.len() >= self.limits.rooms {
                 return Err(RoomError::TooMany);
             }
             self.rooms.insert(room.to_owned(), Room::default());
@@ -287,6 +314,14 @@ impl Rooms {
         if mine < needed || theirs >= mine || actor == target {
             return Err(RoomError::Forbidden);
         }
+        let full = |list: &BTreeSet<String>| {
+            !list.contains(target) && list.len() >= self.limits.listed_per_room
+        };
+        if (action == Action::Ban && full(&r.banned))
+            || (action == Action::Appoint && full(&r.moderators))
+        {
+            return Err(RoomError::ListFull);
+        }
         let done = match action {
             Action::Kick => r.members.remove(target),
             Action::Ban => {
@@ -303,6 +338,8 @@ impl Rooms {
         if !done {
             return Err(RoomError::NoTarget);
         }
+        // A kick or an unban may leave an ownerless room with nobody in it.
+        self.forget_if_done(room);
         Ok(())
     }
 }
@@ -316,7 +353,11 @@ mod tests {
     }
 
     fn lobby() -> Rooms {
-        let mut rooms = Rooms::new(10);
+        let mut rooms = Rooms::new(Limits {
+            rooms: 10,
+            owned_per_user: 10,
+            listed_per_room: 100,
+        });
         rooms.create("lobby", "owner").unwrap();
         for u in ["mod", "ann", "bob"] {
             assert!(rooms.join("lobby", u, false).unwrap());
@@ -348,7 +389,11 @@ mod tests {
 
     #[test]
     fn room_count_is_bounded() {
-        let mut rooms = Rooms::new(2);
+        let mut rooms = Rooms::new(Limits {
+            rooms: 2,
+            owned_per_user: 10,
+            listed_per_room: 100,
+        });
         rooms.create("a", "u").unwrap();
         rooms.join("b", "u", true).unwrap();
         assert_eq!(rooms.create("c", "u"), Err(RoomError::TooMany));
@@ -435,6 +480,54 @@ mod tests {
             rooms.moderate("lobby", "owner", Action::Appoint, "ann", no_admin),
             Err(RoomError::NoTarget)
         );
+    }
+
+    #[test]
+    fn one_user_owns_few_rooms_and_lists_are_bounded() {
+        let mut rooms = Rooms::new(Limits {
+            rooms: 100,
+            owned_per_user: 2,
+            listed_per_room: 2,
+        });
+        rooms.create("a", "ann").unwrap();
+        rooms.create("b", "ann").unwrap();
+        assert_eq!(rooms.create("c", "ann"), Err(RoomError::TooManyOwned));
+        rooms.create("c", "bob").unwrap();
+        for u in ["x", "y"] {
+            rooms
+                .moderate("a", "ann", Action::Ban, u, no_admin)
+                .unwrap();
+        }
+        assert_eq!(
+            rooms.moderate("a", "ann", Action::Ban, "z", no_admin),
+            Err(RoomError::ListFull)
+        );
+        for u in ["p", "q"] {
+            rooms
+                .moderate("a", "ann", Action::Appoint, u, no_admin)
+                .unwrap();
+        }
+        assert_eq!(
+            rooms.moderate("a", "ann", Action::Appoint, "r", no_admin),
+            Err(RoomError::ListFull)
+        );
+        // An unban makes room again.
+        rooms
+            .moderate("a", "ann", Action::Unban, "x", no_admin)
+            .unwrap();
+        rooms
+            .moderate("a", "ann", Action::Ban, "z", no_admin)
+            .unwrap();
+    }
+
+    #[test]
+    fn an_ownerless_room_left_empty_by_a_kick_is_forgotten() {
+        let mut rooms = lobby();
+        assert!(rooms.join("open", "ann", true).unwrap());
+        rooms
+            .moderate("open", "root", Action::Kick, "ann", |u| u == "root")
+            .unwrap();
+        assert!(rooms.get("open").is_none());
     }
 
     #[test]
