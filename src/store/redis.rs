@@ -11,7 +11,7 @@
 
 use super::{Bus, EntryId, Error, History, KeyEvent, Sessions};
 use serde_json::Value;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -74,6 +74,15 @@ pub struct RedisStore {
     conn: Mutex<Option<redis::Connection>>,
     subscriptions: Arc<AtomicU64>,
     observer: Arc<Mutex<Option<Observer>>>,
+    /// Cleared when the store is dropped, so that its subscription threads end (a
+    /// thread waiting on a quiet channel would not notice otherwise).
+    open: Arc<AtomicBool>,
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        self.open.store(false, Ordering::Relaxed);
+    }
 }
 
 fn unavailable(e: redis::RedisError) -> Error {
@@ -103,6 +112,7 @@ impl RedisStore {
             conn: Mutex::new(None),
             subscriptions: Arc::new(AtomicU64::new(0)),
             observer: Arc::new(Mutex::new(None)),
+            open: Arc::new(AtomicBool::new(true)),
         })
     }
 
@@ -214,6 +224,7 @@ impl RedisStore {
         let timeout = self.config.timeout;
         let subscriptions = self.subscriptions.clone();
         let observer = self.observer.clone();
+        let open = self.open.clone();
         let name = name.to_owned();
         thread::Builder::new()
             .name(format!("redis-sub {name}"))
@@ -230,6 +241,7 @@ impl RedisStore {
                     timeout,
                     name: &name,
                     pattern,
+                    open,
                 };
                 subscribe_loop(line, &tx, subscriptions, report, convert)
             })
@@ -244,12 +256,14 @@ struct Line<'a> {
     timeout: Duration,
     name: &'a str,
     pattern: bool,
+    open: Arc<AtomicBool>,
 }
 
 /// Subscribes, forwards messages, and on any failure waits (0.1 s doubling to 5 s)
 /// and subscribes again, reporting the loss and the return. A first subscription that
 /// fails (Redis down at start) is reported as a loss too, so that the return is seen.
-/// Ends when the receiver is dropped.
+/// Ends when the store is dropped (seen within the 1 s read timeout, or the backoff),
+/// or when a message finds the receiver dropped.
 fn subscribe_loop<T>(
     line: Line,
     tx: &Sender<T>,
@@ -262,11 +276,15 @@ fn subscribe_loop<T>(
         timeout,
         name,
         pattern,
+        open,
     } = line;
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
     let mut lost = false;
     loop {
+        if !open.load(Ordering::Relaxed) {
+            return;
+        }
         if !first {
             thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -285,7 +303,7 @@ fn subscribe_loop<T>(
                 continue;
             }
         };
-        // A read timeout lets the thread notice a dropped receiver and a dead server.
+        // A read timeout lets the thread notice a dropped store and a dead server.
         if conn.set_read_timeout(Some(Duration::from_secs(1))).is_err() {
             continue;
         }
@@ -315,6 +333,9 @@ fn subscribe_loop<T>(
                     }
                 }
                 Err(e) if e.is_timeout() => {
+                    if !open.load(Ordering::Relaxed) {
+                        return;
+                    }
                     // Quiet: check the line.
                     // Subscribed, Redis answers PING with ["pong", ""], not a
                     // status; any answer will do.
