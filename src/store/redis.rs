@@ -31,6 +31,9 @@ pub struct Config {
     /// conversations nobody continues do not keep keys for ever. Default 30 days;
     /// `None` keeps them.
     pub history_ttl: Option<Duration>,
+    /// Connections for commands, used by whichever handler finds one free, so that
+    /// one handler's round trip does not hold up all the others. Default 4.
+    pub connections: usize,
 }
 
 impl Config {
@@ -41,6 +44,7 @@ impl Config {
             timeout: Duration::from_secs(2),
             max_history: 1000,
             history_ttl: Some(Duration::from_secs(30 * 24 * 3600)),
+            connections: 4,
         }
     }
 }
@@ -71,7 +75,14 @@ pub struct RedisStore {
     config: Config,
     client: redis::Client,
     db: i64,
-    conn: Mutex<Option<redis::Connection>>,
+    /// Each with the epoch it was made in.
+    conns: Vec<Mutex<Option<(u64, redis::Connection)>>>,
+    /// Where the next command starts looking for a free connection.
+    next: AtomicU64,
+    /// Advanced when a line to Redis is found dead (a command's, or a
+    /// subscription's): connections made before are remade before their next use, as
+    /// after a restart of Redis they all are.
+    epoch: Arc<AtomicU64>,
     subscriptions: Arc<AtomicU64>,
     observer: Arc<Mutex<Option<Observer>>>,
     /// Cleared when the store is dropped, so that its subscription threads end (a
@@ -105,11 +116,16 @@ impl RedisStore {
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| Error::Invalid(format!("{}: {e}", config.url)))?;
         let db = client.get_connection_info().redis_settings().db();
+        let conns = (0..config.connections.max(1))
+            .map(|_| Mutex::new(None))
+            .collect();
         Ok(RedisStore {
             config,
             client,
             db,
-            conn: Mutex::new(None),
+            conns,
+            next: AtomicU64::new(0),
+            epoch: Arc::new(AtomicU64::new(0)),
             subscriptions: Arc::new(AtomicU64::new(0)),
             observer: Arc::new(Mutex::new(None)),
             open: Arc::new(AtomicBool::new(true)),
@@ -150,11 +166,19 @@ impl RedisStore {
         &self,
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, Error> {
-        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
-            *slot = Some(self.connect()?);
+        // The first free connection from a rotating start; if all are busy, wait
+        // for the one at the start.
+        let n = self.conns.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) as usize % n;
+        let mut slot = (0..n)
+            .find_map(|i| self.conns[(start + i) % n].try_lock().ok())
+            .unwrap_or_else(|| self.conns[start].lock().unwrap_or_else(|p| p.into_inner()));
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        if slot.as_ref().is_none_or(|(made, _)| *made < epoch) {
+            *slot = None;
+            *slot = Some((epoch, self.connect()?));
         }
-        let Some(conn) = slot.as_mut() else {
+        let Some((_, conn)) = slot.as_mut() else {
             return Err(Error::Unavailable("no connection".into()));
         };
         match f(conn) {
@@ -174,6 +198,7 @@ impl RedisStore {
                     return Err(unavailable(e));
                 }
                 *slot = None;
+                self.epoch.fetch_add(1, Ordering::Relaxed);
                 Err(unavailable(e))
             }
         }
@@ -225,6 +250,7 @@ impl RedisStore {
         let subscriptions = self.subscriptions.clone();
         let observer = self.observer.clone();
         let open = self.open.clone();
+        let epoch = self.epoch.clone();
         let name = name.to_owned();
         thread::Builder::new()
             .name(format!("redis-sub {name}"))
@@ -242,6 +268,7 @@ impl RedisStore {
                     name: &name,
                     pattern,
                     open,
+                    epoch,
                 };
                 subscribe_loop(line, &tx, subscriptions, report, convert)
             })
@@ -257,6 +284,7 @@ struct Line<'a> {
     name: &'a str,
     pattern: bool,
     open: Arc<AtomicBool>,
+    epoch: Arc<AtomicU64>,
 }
 
 /// Subscribes, forwards messages, and on any failure waits (0.1 s doubling to 5 s)
@@ -277,6 +305,7 @@ fn subscribe_loop<T>(
         name,
         pattern,
         open,
+        epoch,
     } = line;
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
@@ -347,6 +376,8 @@ fn subscribe_loop<T>(
             }
         };
         lost = true;
+        // The command connections most likely went with this one.
+        epoch.fetch_add(1, Ordering::Relaxed);
         report(Status::Lost {
             channel: name.to_owned(),
             error: error.to_string(),
