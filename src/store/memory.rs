@@ -100,9 +100,16 @@ impl Sessions for MemorySessions {
     }
 }
 
+/// An entry as it was appended (its text is JSON that this store wrote).
+fn parsed((id, text): &(EntryId, Box<str>)) -> (EntryId, Value) {
+    (*id, serde_json::from_str(text).unwrap_or(Value::Null))
+}
+
 #[derive(Default)]
 struct HistoryInner {
-    streams: HashMap<String, VecDeque<(EntryId, Value)>>,
+    /// Entries as JSON text: a few times smaller than a `Value` tree, and read far
+    /// less often than written.
+    streams: HashMap<String, VecDeque<(EntryId, Box<str>)>>,
     /// Each stream's last append, and the streams by it, to forget the stalest.
     appended: HashMap<String, EntryId>,
     by_append: BTreeMap<EntryId, String>,
@@ -159,7 +166,7 @@ impl History for MemoryHistory {
         inner.last = Some(id);
         let max = self.max_entries;
         let entries = inner.streams.entry(stream.to_owned()).or_default();
-        entries.push_back((id, entry.clone()));
+        entries.push_back((id, entry.to_string().into_boxed_str()));
         while entries.len() > max {
             entries.pop_front();
         }
@@ -191,7 +198,7 @@ impl History for MemoryHistory {
             Some(a) => entries.partition_point(|(id, _)| *id <= a),
             None => 0,
         };
-        Ok(entries.iter().skip(start).take(limit).cloned().collect())
+        Ok(entries.iter().skip(start).take(limit).map(parsed).collect())
     }
 
     fn last(&self, stream: &str, limit: usize) -> Result<Vec<(EntryId, Value)>, Error> {
@@ -200,7 +207,7 @@ impl History for MemoryHistory {
             return Ok(Vec::new());
         };
         let skip = entries.len().saturating_sub(limit);
-        Ok(entries.iter().skip(skip).cloned().collect())
+        Ok(entries.iter().skip(skip).map(parsed).collect())
     }
 
     fn remove(&self, stream: &str, id: EntryId) -> Result<bool, Error> {
