@@ -1064,3 +1064,75 @@ fn redis_down_at_start_is_followed_once_it_comes() {
     redis.cli(&["SET", "session-store-late", "5"]);
     assert_eq!(expect(&mut c, "authenticated")["userId"], "5");
 }
+
+#[test]
+fn every_module_works_from_the_command_line_client() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let server = Server::start_program(
+        env!("CARGO_BIN_EXE_switchboard"),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--admin-user",
+            "root",
+        ],
+    );
+    let admin = admin_addr(&server);
+    admin_request(admin, "PUT", "/sessions/session-store-cli", "root", None);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["connect", &format!("ws://{}/", server.addr), "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Each is answered on the connection itself, before the close that ends input.
+    for line in [
+        r#"authenticate {"sessionId":"cli"}"#,
+        "whoami",
+        r#"chat.create {"room":"cli"}"#,
+        r#"chat.members {"room":"cli"}"#,
+        r#"private.send {"to":"ann","message":"from the terminal"}"#,
+        r#"private.history {"with":"ann"}"#,
+        r#"notice.send {"users":["ann"],"text":"hi"}"#,
+        "admin.stats",
+        r#"{"module":"chat","method":"leave","room":"cli"}"#,
+    ] {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let events: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let names: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    for want in [
+        "authenticated",
+        "whoami",
+        "chat.create",
+        "chat.members",
+        "private.send",
+        "private.history",
+        "notice.send",
+        "admin.stats",
+        "chat.leave",
+    ] {
+        assert!(names.contains(&want), "no {want} in {names:?}");
+    }
+    assert!(!names.contains(&"error"), "{events:?}");
+    let history = events
+        .iter()
+        .find(|e| e["event"] == "private.history")
+        .unwrap();
+    assert_eq!(
+        history["data"]["messages"][0]["message"],
+        "from the terminal"
+    );
+}
