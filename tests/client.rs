@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use switchboard::client::{Client, EventClient, Incoming, Options};
@@ -44,20 +44,14 @@ fn blocking_client_sends_reads_and_closes() {
 #[test]
 fn connect_command_sends_lines_and_prints_messages() {
     let server = Server::start(&[]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["connect", &format!("ws://{}/", server.addr), "--json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    writeln!(stdin, "say {{\"text\":\"hi\"}}").unwrap();
-    writeln!(stdin, "{{\"event\":\"raw\"}}").unwrap();
-    writeln!(stdin, "plain words here").unwrap();
-    drop(stdin); // end of input: the command closes
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{output:?}");
+    let output = connect_command(
+        server.addr,
+        &[
+            r#"say {"text":"hi"}"#,
+            r#"{"event":"raw"}"#,
+            "plain words here",
+        ],
+    );
     let lines: Vec<serde_json::Value> = BufReader::new(&output.stdout[..])
         .lines()
         .map(|l| serde_json::from_str(&l.unwrap()).unwrap())

@@ -14,12 +14,18 @@ use switchboard::client::{EventClient, Incoming, Options};
 /// `switchboard serve` on `redis`, with an admin listener and `extra` options.
 fn serve(redis: &RedisServer, extra: &[&str]) -> (Server, SocketAddr) {
     let url = redis.url();
+    let mut args = vec!["--redis", url.as_str()];
+    args.extend_from_slice(extra);
+    serve_on_memory(&args)
+}
+
+/// `switchboard serve` on its embedded defaults (the memory store unless `extra` says
+/// `--redis`), with an admin listener and `extra` options.
+fn serve_on_memory(extra: &[&str]) -> (Server, SocketAddr) {
     let mut args = vec![
         "serve",
         "--listen",
         "127.0.0.1:0",
-        "--redis",
-        url.as_str(),
         "--admin-listen",
         "127.0.0.1:0",
     ];
@@ -895,17 +901,7 @@ fn redis_restarted_under_the_server() {
 
 #[test]
 fn memory_store_with_sessions_over_the_admin_listener() {
-    let server = Server::start_program(
-        env!("CARGO_BIN_EXE_switchboard"),
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ],
-    );
-    let admin = admin_addr(&server);
+    let (server, admin) = serve_on_memory(&[]);
     let (status, _) = admin_request(admin, "PUT", "/sessions/session-store-m1", "12", None);
     assert_eq!(status, 200);
     let mut c = connect(&server, "/", &[]);
@@ -981,19 +977,7 @@ fn a_connection_that_changes_user_takes_the_old_one_out_of_its_rooms() {
 
 #[test]
 fn the_event_client_signs_in_with_a_subprotocol_and_stays_away_once_kicked() {
-    let server = Server::start_program(
-        env!("CARGO_BIN_EXE_switchboard"),
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--admin-user",
-            "root",
-        ],
-    );
-    let admin = admin_addr(&server);
+    let (server, admin) = serve_on_memory(&["--admin-user", "root"]);
     for (key, value) in [("7", "s7"), ("root", "sr")] {
         assert_eq!(
             admin_request(admin, "PUT", &format!("/sessions/{key}"), value, None).0,
@@ -1067,47 +1051,23 @@ fn redis_down_at_start_is_followed_once_it_comes() {
 
 #[test]
 fn every_module_works_from_the_command_line_client() {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let server = Server::start_program(
-        env!("CARGO_BIN_EXE_switchboard"),
+    let (server, admin) = serve_on_memory(&["--admin-user", "root"]);
+    admin_request(admin, "PUT", "/sessions/session-store-cli", "root", None);
+    // Each is answered on the connection itself, before the close that ends input.
+    let output = connect_command(
+        server.addr,
         &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--admin-user",
-            "root",
+            r#"authenticate {"sessionId":"cli"}"#,
+            "whoami",
+            r#"chat.create {"room":"cli"}"#,
+            r#"chat.members {"room":"cli"}"#,
+            r#"private.send {"to":"ann","message":"from the terminal"}"#,
+            r#"private.history {"with":"ann"}"#,
+            r#"notice.send {"users":["ann"],"text":"hi"}"#,
+            "admin.stats",
+            r#"{"module":"chat","method":"leave","room":"cli"}"#,
         ],
     );
-    let admin = admin_addr(&server);
-    admin_request(admin, "PUT", "/sessions/session-store-cli", "root", None);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["connect", &format!("ws://{}/", server.addr), "--json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    // Each is answered on the connection itself, before the close that ends input.
-    for line in [
-        r#"authenticate {"sessionId":"cli"}"#,
-        "whoami",
-        r#"chat.create {"room":"cli"}"#,
-        r#"chat.members {"room":"cli"}"#,
-        r#"private.send {"to":"ann","message":"from the terminal"}"#,
-        r#"private.history {"with":"ann"}"#,
-        r#"notice.send {"users":["ann"],"text":"hi"}"#,
-        "admin.stats",
-        r#"{"module":"chat","method":"leave","room":"cli"}"#,
-    ] {
-        writeln!(stdin, "{line}").unwrap();
-    }
-    drop(stdin);
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{output:?}");
     let events: Vec<Value> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())

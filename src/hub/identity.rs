@@ -190,6 +190,17 @@ impl Identity {
             .unwrap_or_default()
     }
 
+    /// Every connection of `users`, each once, even for a user listed twice.
+    pub fn connections_of_users<S: AsRef<str>>(&self, users: &[S]) -> Vec<ConnId> {
+        let ids: BTreeSet<ConnId> = users
+            .iter()
+            .filter_map(|u| self.users.get(u.as_ref()))
+            .flatten()
+            .copied()
+            .collect();
+        ids.into_iter().collect()
+    }
+
     /// The connections that presented a session, in id order.
     pub fn connections_of_session(&self, session: &str) -> Vec<ConnId> {
         self.sessions

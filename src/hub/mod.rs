@@ -363,25 +363,19 @@ impl Hub {
                 }),
                 Err(refusal) => {
                     hub.count(refusal.kind);
-                    let cause = refusal
-                        .cause
-                        .as_ref()
-                        .map_or(String::new(), |e| e.to_string());
-                    let (level, mut fields): (_, Vec<(&str, &dyn fmt::Display)>) = (
-                        if refusal.cause.is_some() {
+                    let mut fields: Vec<(&str, &dyn fmt::Display)> = vec![
+                        ("peer", &peer),
+                        ("why", &refusal.kind),
+                        ("status", &refusal.reject.status),
+                    ];
+                    // A store that failed is worth a warning, with its cause.
+                    let level = match &refusal.cause {
+                        Some(cause) => {
+                            fields.push(("error", cause));
                             Level::Warn
-                        } else {
-                            Level::Info
-                        },
-                        vec![
-                            ("peer", &peer),
-                            ("why", &refusal.kind),
-                            ("status", &refusal.reject.status),
-                        ],
-                    );
-                    if refusal.cause.is_some() {
-                        fields.push(("error", &cause));
-                    }
+                        }
+                        None => Level::Info,
+                    };
                     hub.log(level, None, "upgrade refused", &fields);
                     Err(refusal.reject)
                 }
@@ -982,21 +976,12 @@ impl Hub {
         let ids: Vec<ConnId> = {
             let st = self.state();
             if m.get("all").and_then(Value::as_bool) == Some(true) {
-                st.identity
-                    .users()
-                    .iter()
-                    .flat_map(|u| st.identity.connections_of(u))
-                    .collect()
+                st.identity.connections_of_users(&st.identity.users())
             } else {
                 let users = user_list(m.get("users")).unwrap_or_default();
-                // A user listed twice gets it once.
-                users
-                    .iter()
-                    .flat_map(|u| st.identity.connections_of(u))
-                    .filter(|c| Some(*c) != except)
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect()
+                let mut ids = st.identity.connections_of_users(&users);
+                ids.retain(|c| Some(*c) != except);
+                ids
             }
         };
         server.reply_many(&ids, event, data);
@@ -1016,15 +1001,7 @@ impl Hub {
         };
         self.count("notifications");
         let Some(server) = self.server() else { return };
-        let ids: Vec<ConnId> = {
-            let st = self.state();
-            users
-                .iter()
-                .flat_map(|u| st.identity.connections_of(u))
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect()
-        };
+        let ids = self.state().identity.connections_of_users(&users);
         server.reply_many(&ids, "message", &data);
     }
 
@@ -1136,7 +1113,7 @@ impl Hub {
         let me = self.user_of(ctx)?;
         let with = self.id_field(data, "with")?;
         let stream = Self::private_stream(&me, &with);
-        let list = self.history(&stream, data)?;
+        let list = self.history(&stream, self.history_request(data)?)?;
         let _ = ctx.reply("private.history", json!({ "with": with, "messages": list }));
         Ok(())
     }
@@ -1150,10 +1127,19 @@ impl Hub {
         }
     }
 
-    /// Entries of `stream` after `data.after`, or the last page.
-    fn history(&self, stream: &str, data: &Value) -> Result<Value, Error> {
-        let limit = self.page(data)?;
-        let list = match Self::resume_from(data)? {
+    /// A history request's `limit` and starting point, read before anything is done
+    /// for it.
+    fn history_request(&self, data: &Value) -> Result<(usize, Option<EntryId>), Error> {
+        Ok((self.page(data)?, Self::resume_from(data)?))
+    }
+
+    /// Entries of `stream` after `from`, or the last page, at most `limit`.
+    fn history(
+        &self,
+        stream: &str,
+        (limit, from): (usize, Option<EntryId>),
+    ) -> Result<Value, Error> {
+        let list = match from {
             Some(after) => self.stores.history.after(stream, Some(after), limit)?,
             None => self.stores.history.last(stream, limit)?,
         };
@@ -1255,20 +1241,20 @@ impl Hub {
         let user = self.user_of(ctx)?;
         let room = self.room_name(data)?;
         // A malformed history request is refused before it joins anyone.
-        self.page(data)?;
-        Self::resume_from(data)?;
+        let request = self.history_request(data)?;
         let joined = self.state().rooms.join(&room, &user, false)?;
-        let messages = self.history(&Self::room_stream(&room), data);
-        if let Ok(messages) = &messages {
-            let mut view = self.room_view(&room);
-            view["messages"] = messages.clone();
-            let _ = ctx.reply("chat.join", view);
-        }
+        let answered = self
+            .history(&Self::room_stream(&room), request)
+            .map(|messages| {
+                let mut view = self.room_view(&room);
+                view["messages"] = messages;
+                let _ = ctx.reply("chat.join", view);
+            });
         // Joined is joined, even if the store cannot give the history now.
         if joined {
             self.send_userlist(&room);
         }
-        messages.map(drop)
+        answered
     }
 
     fn chat_leave(&self, ctx: &Ctx, data: &Value) -> Outcome {
@@ -1310,7 +1296,7 @@ impl Hub {
         let user = self.user_of(ctx)?;
         let room = self.room_name(data)?;
         self.state().rooms.check_member(&room, &user)?;
-        let list = self.history(&Self::room_stream(&room), data)?;
+        let list = self.history(&Self::room_stream(&room), self.history_request(data)?)?;
         let _ = ctx.reply("chat.history", json!({ "room": room, "messages": list }));
         Ok(())
     }

@@ -181,6 +181,16 @@ class Observer:
         return wait_for_item(self.cond, self.messages, pred, timeout)
 
 
+def stop_both(browser, server, check, label):
+    """Stops the browser, then the server with SIGINT, and checks how it ended."""
+    if browser is not None:
+        browser.stop()
+    code = server.stop()
+    stderr = server.stderr()
+    check(f"{label}: the server exits 0 on SIGINT", code == 0, f"{code}; {stderr[-500:]}")
+    check(f"{label}: the server did not panic", "panicked" not in stderr, stderr[-500:])
+
+
 def echo_checks(binary, chromium, check):
     server = Program(binary, ["echo", "--listen", "127.0.0.1:0", "--mode", "broadcast",
                               "--protocol", "switchboard.v1"])
@@ -208,12 +218,7 @@ def echo_checks(binary, chromium, check):
         if report:
             print("   browser:", report["data"].get("userAgent"))
     finally:
-        if browser is not None:
-            browser.stop()
-        code = server.stop()
-    stderr = server.stderr()
-    check("echo: the server exits 0 on SIGINT", code == 0, f"{code}; {stderr[-500:]}")
-    check("echo: the server did not panic", "panicked" not in stderr, stderr[-500:])
+        stop_both(browser, server, check, "echo")
 
 
 def hub_checks(binary, chromium, check):
@@ -266,12 +271,7 @@ def hub_checks(binary, chromium, check):
               and "Chrome" in listed[0]["handshake"]["headers"].get("user-agent", ""),
               body[:500])
     finally:
-        if browser is not None:
-            browser.stop()
-        code = server.stop()
-    stderr = server.stderr()
-    check("serve: the server exits 0 on SIGINT", code == 0, f"{code}; {stderr[-500:]}")
-    check("serve: the server did not panic", "panicked" not in stderr, stderr[-500:])
+        stop_both(browser, server, check, "serve")
 
 
 def main():

@@ -586,3 +586,23 @@ pub fn admin_request(
         text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned(),
     )
 }
+
+/// Runs `switchboard connect ws://addr/ --json`, writes `lines` to it, ends its input
+/// (so it closes), and returns what it printed; it must have exited 0.
+pub fn connect_command(addr: SocketAddr, lines: &[&str]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["connect", &format!("ws://{addr}/"), "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn switchboard connect");
+    let mut stdin = child.stdin.take().expect("stdin");
+    for line in lines {
+        writeln!(stdin, "{line}").expect("write a line");
+    }
+    drop(stdin);
+    let output = child.wait_with_output().expect("switchboard connect");
+    assert!(output.status.success(), "{output:?}");
+    output
+}
