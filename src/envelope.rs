@@ -15,6 +15,57 @@ pub fn envelope(event: &str, data: &Value) -> String {
 pub enum BadInput {
     /// Not JSON, or JSON but not an object naming an event.
     BadJson(String),
+    /// More JSON values than the bound given to [`parse_envelope_bounded`].
+    TooComplex {
+        /// The bound.
+        max_values: usize,
+    },
+}
+
+/// An upper bound on the JSON values in `text`, found without parsing it: one, plus
+/// one for each `[`, `{`, `,` and `:` outside strings (a key and its value count
+/// two). Stops counting past `max`.
+pub fn count_values(text: &str, max: usize) -> usize {
+    let mut count = 1;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in text.as_bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' | b',' | b':' => {
+                count += 1;
+                if count > max {
+                    return count;
+                }
+            }
+            _ => {}
+        }
+    }
+    count
+}
+
+/// [`parse_envelope`], refusing a message of more than `max_values` JSON values
+/// before parsing it, so that parsing costs a bounded multiple of the message's size
+/// (a value parsed takes 30 to 100 bytes where `0,` took 2).
+pub fn parse_envelope_bounded(
+    text: &str,
+    max_values: Option<usize>,
+) -> Result<(String, Value), BadInput> {
+    if let Some(max) = max_values {
+        if count_values(text, max) > max {
+            return Err(BadInput::TooComplex { max_values: max });
+        }
+    }
+    parse_envelope(text)
 }
 
 /// Reads an incoming text message as an event: its name and data.
@@ -60,6 +111,22 @@ pub fn parse_envelope(text: &str) -> Result<(String, Value), BadInput> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_counted_outside_strings_only() {
+        assert_eq!(count_values("0", 10), 1);
+        assert_eq!(count_values("[0,0,0]", 10), 4);
+        assert_eq!(count_values(r#"{"a":1,"b":[2]}"#, 10), 6);
+        // Brackets, commas and colons inside strings, escaped quotes too.
+        assert_eq!(count_values(r#"{"a":"[,:{\"],"}"#, 10), 3);
+        let big = format!("[{}0]", "0,".repeat(10_000));
+        assert!(count_values(&big, 100) > 100);
+        assert_eq!(
+            parse_envelope_bounded(&format!(r#"{{"event":"e","data":{big}}}"#), Some(4096)),
+            Err(BadInput::TooComplex { max_values: 4096 })
+        );
+        assert!(parse_envelope_bounded(r#"{"event":"e","data":[1,2]}"#, Some(8)).is_ok());
+    }
 
     #[test]
     fn envelope_forms() {

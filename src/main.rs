@@ -36,6 +36,10 @@ usage:
       --max-rooms-per-user N        rooms one user owns (default 10)
       --max-room-list N             bans, and moderators, of one room (default 1000)
       --max-id-chars N              longest user or session id a client names (default 128)
+      --store-timeout SECONDS       with --redis, time one store call has in all, waiting
+                                    for a pooled connection included (default 2)
+      serve's own defaults for server options: --max-message-bytes and
+      --max-frame-bytes 65536, --max-json-values 4096
       and the server options below
   switchboard echo [options]        echo every message back to its sender
       --listen ADDR                 address to listen on (default 127.0.0.1:9001)
@@ -69,6 +73,14 @@ server options (defaults in docs/OPERATIONS.md):
       --shutdown-grace SECONDS      time for closing handshakes on SIGINT/SIGTERM (default 5)
       --max-frame-bytes N           longest frame payload, 1009 (default 16777216)
       --max-message-bytes N         longest message, 1009 (default 67108864)
+      --message-timeout SECONDS     time to finish a fragmented message, 1008 (default 30)
+      --max-buffered-bytes N        bytes of unfinished messages and read buffers, all
+                                    connections together; over it the largest holder
+                                    is closed with 1013 (default 268435456)
+      --max-json-values N           JSON values in one event message, more is an
+                                    error event; 0 for no limit (default: no limit)
+      --max-handshakes N            connections still sending their handshake; a new
+                                    one drops the oldest (default 1024)
       --max-queue-bytes N           send queue bound per connection, 1008 (default 1048576)
       --max-connections N           over it, HTTP 503 (default 16384)
       --max-connections-per-ip N    over it, HTTP 429 (default: no limit)
@@ -78,7 +90,10 @@ server options (defaults in docs/OPERATIONS.md):
       --thread-stack-bytes N        stack of each connection thread (default 131072)
       --admin-listen ADDR           admin listener (JSON of the connections); loopback
                                     unless --admin-token is given (default: none)
-      --admin-token TOKEN           bearer token the admin listener requires
+      --admin-token TOKEN           bearer token the admin listener requires; not empty
+      --max-admin-requests N        admin requests served at once, 503 beyond (default 16)
+      --bad-input-logs-per-minute N log lines about one connection's bad input (default 10)
+      --max-logged-input-bytes N    client text copied into logs and errors (default 256)
       --log-format human|json       log line format (default human)
       --log-level debug|info|warn|error
 ";
@@ -151,6 +166,28 @@ fn server_option<'a>(
         "--max-message-bytes" => config.ws.limits.max_message_bytes = number(value(it, arg)?, arg)?,
         "--max-queue-bytes" => config.max_queue_bytes = number(value(it, arg)?, arg)?,
         "--max-connections" => config.max_connections = number(value(it, arg)?, arg)?,
+        "--message-timeout" => config.message_timeout = seconds(value(it, arg)?, arg)?,
+        "--max-buffered-bytes" => config.max_buffered_bytes = number(value(it, arg)?, arg)?,
+        "--max-json-values" => {
+            let n: usize = number(value(it, arg)?, arg)?;
+            config.max_json_values = (n > 0).then_some(n);
+        }
+        "--max-handshakes" => {
+            config.max_handshakes = number(value(it, arg)?, arg)?;
+            if config.max_handshakes == 0 {
+                return Err(format!("{arg}: at least 1"));
+            }
+        }
+        "--max-admin-requests" => {
+            config.max_admin_requests = number(value(it, arg)?, arg)?;
+            if config.max_admin_requests == 0 {
+                return Err(format!("{arg}: at least 1"));
+            }
+        }
+        "--bad-input-logs-per-minute" => {
+            config.bad_input_logs_per_minute = number(value(it, arg)?, arg)?
+        }
+        "--max-logged-input-bytes" => config.max_logged_input_bytes = number(value(it, arg)?, arg)?,
         "--max-connections-per-ip" => {
             config.max_connections_per_ip = Some(number(value(it, arg)?, arg)?)
         }
@@ -171,7 +208,14 @@ fn server_option<'a>(
             }
         }
         "--admin-listen" => config.admin_listen = Some(value(it, arg)?.to_owned()),
-        "--admin-token" => config.admin_token = Some(value(it, arg)?.to_owned()),
+        "--admin-token" => {
+            let token = value(it, arg)?;
+            // `--admin-token "$UNSET"` must not leave the admin routes open to all.
+            if token.trim().is_empty() {
+                return Err(format!("{arg}: the token is empty"));
+            }
+            config.admin_token = Some(token.to_owned());
+        }
         "--log-format" => {
             config.log_format = match value(it, arg)? {
                 "human" => log::Format::Human,
@@ -241,8 +285,21 @@ fn run_echo(args: &[String]) -> Result<(), String> {
     listen_and_run(&listen, server)
 }
 
-fn run_serve(args: &[String]) -> Result<(), String> {
+/// What `serve` changes in the server's defaults: its largest request is a text of
+/// `max_text_chars` (4000, up to 12 bytes each once JSON-escaped) in a small envelope,
+/// so 64 KiB holds any legitimate one, where the echo server's 64 MiB would let one
+/// anonymous client take a gigabyte to parse.
+fn serve_defaults() -> server::Config {
     let mut config = server::Config::default();
+    config.ws.limits.max_message_bytes = 64 * 1024;
+    config.ws.limits.max_frame_bytes = 64 * 1024;
+    config.max_json_values = Some(4096);
+    config
+}
+
+fn run_serve(args: &[String]) -> Result<(), String> {
+    let mut config = serve_defaults();
+    let mut store_timeout = Duration::from_secs(2);
     let mut hub_config = hub::Config::default();
     let mut listen = String::from("127.0.0.1:9001");
     let mut redis_url = None;
@@ -286,6 +343,7 @@ fn run_serve(args: &[String]) -> Result<(), String> {
             }
             "--max-room-list" => hub_config.max_room_list = number(value(&mut it, arg)?, arg)?,
             "--max-id-chars" => hub_config.max_id_chars = number(value(&mut it, arg)?, arg)?,
+            "--store-timeout" => store_timeout = seconds(value(&mut it, arg)?, arg)?,
             "--max-text-chars" => hub_config.max_text_chars = number(value(&mut it, arg)?, arg)?,
             "--max-room-name-chars" => {
                 hub_config.max_room_name_chars = number(value(&mut it, arg)?, arg)?
@@ -315,10 +373,12 @@ fn run_serve(args: &[String]) -> Result<(), String> {
         Some(url) => Stores::redis(store::redis::Config {
             max_history: history,
             history_ttl,
+            timeout: store_timeout,
             ..store::redis::Config::new(url)
         })
         .map_err(|e| format!("--redis: {e}"))?,
     };
+    let hub_config_origins_empty = hub_config.origins.is_empty();
     let hub = Hub::new(hub_config, stores);
     let server = hub
         .install(Server::builder().config(config))
@@ -335,6 +395,16 @@ fn run_serve(args: &[String]) -> Result<(), String> {
             &redis_url.as_deref().map_or("memory".into(), redact_url),
         )],
     );
+    let public = std::net::ToSocketAddrs::to_socket_addrs(listen.as_str())
+        .map_or(true, |mut addrs| addrs.any(|a| !a.ip().is_loopback()));
+    if public && hub_config_origins_empty {
+        server.logger().log(
+            log::Level::Warn,
+            None,
+            "listening beyond loopback with no --origin: any web page may open connections with its visitors' cookies",
+            &[("listen", &listen)],
+        );
+    }
     listen_and_run(&listen, server)
 }
 

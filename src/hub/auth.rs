@@ -170,16 +170,26 @@ pub fn decide(
     offer: &Offer,
 ) -> Result<(Claim, Option<String>, Option<String>), Refusal> {
     if !config.origins.is_empty() {
-        // Browsers always send Origin; other clients need not, and are not refused for
-        // it (RFC 6455 10.2: the check protects pages, not servers).
-        if let Some(origin) = request.headers.one("origin") {
-            if !config
-                .origins
-                .iter()
-                .any(|o| o.eq_ignore_ascii_case(origin.trim()))
-            {
-                return Err(refuse(403, "origin_refused", "this origin is not allowed"));
+        // Browsers always send Origin, exactly once (RFC 6454 7.3); other clients need
+        // not, and are not refused for its absence (RFC 6455 10.2: the check protects
+        // pages, not servers). Two or more Origin fields come
+        // from no browser: they are refused, since a check reading one and a proxy
+        // reading the other would disagree.
+        let mut origins = request.headers.all("origin");
+        match (origins.next(), origins.next()) {
+            (Some(_), Some(_)) => {
+                return Err(refuse(403, "origin_refused", "more than one Origin header"));
             }
+            (Some(origin), None) => {
+                if !config
+                    .origins
+                    .iter()
+                    .any(|o| o.eq_ignore_ascii_case(origin.trim()))
+                {
+                    return Err(refuse(403, "origin_refused", "this origin is not allowed"));
+                }
+            }
+            _ => {}
         }
     }
     let query = request.target.split_once('?').map_or("", |(_, q)| q);

@@ -23,6 +23,8 @@ pub const POLICY_VIOLATION: u16 = 1008;
 pub const MESSAGE_TOO_BIG: u16 = 1009;
 /// 1011: the server met an unexpected condition (IANA registry, 7.4.2).
 pub const INTERNAL_ERROR: u16 = 1011;
+/// 1013: try again later, the server is overloaded for now (IANA registry, 7.4.2).
+pub const TRY_AGAIN_LATER: u16 = 1013;
 
 /// Whether `code` may appear in a close frame on the wire.
 ///

@@ -57,6 +57,12 @@ impl HeadScanner {
             if buf[i] != b'\n' {
                 continue;
             }
+            // A bare LF fails here, at once: waiting for a CRLF CRLF that a client
+            // ending its lines with LF never sends would hold the connection until the
+            // handshake timeout and answer nothing.
+            if i == 0 || buf[i - 1] != b'\r' {
+                return Err(Error::MalformedHttp("lines must end with CRLF"));
+            }
             // The request or status line, then one line per header, then the empty
             // line: more than max_headers + 2 lines means too many headers.
             self.lines += 1;
@@ -768,6 +774,30 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn a_head_of_bare_lf_lines_fails_without_waiting_for_more() {
+        // No CRLF CRLF ever comes: the parser must not answer Partial.
+        for bad in [&b"GET / HTTP/1.1\nHost: x\n\n"[..], b"GET / HTTP/1.1\n"] {
+            let mut p = RequestParser::default();
+            assert!(
+                matches!(p.parse(bad), Err(Error::MalformedHttp(_))),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // One byte at a time, too.
+        let bad = b"GET / HTTP/1.1\r\nHost: x\n";
+        let mut p = RequestParser::default();
+        let mut result = Ok(Status::Partial);
+        for n in 1..=bad.len() {
+            result = p.parse(&bad[..n]);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert!(matches!(result, Err(Error::MalformedHttp(_))));
     }
 
     #[test]

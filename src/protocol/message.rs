@@ -137,6 +137,22 @@ impl Decoder {
         self.spare = Vec::new();
     }
 
+    /// Whether a data message is open: a first fragment arrived and its last has not.
+    /// The caller times how long it stays open, since RFC 6455 5.4 sets no bound and a
+    /// peer could otherwise hold a half-sent message open with pings for ever.
+    pub fn in_message(&self) -> bool {
+        self.message.is_some()
+    }
+
+    /// Bytes of heap this decoder holds now: the message being assembled (or the
+    /// buffer kept from the last one) and the spare buffers. The caller adds these up
+    /// across connections to keep a global budget.
+    pub fn held_bytes(&self) -> usize {
+        self.payload.capacity()
+            + self.control.capacity()
+            + self.spare.iter().map(Vec::capacity).sum::<usize>()
+    }
+
     /// Keeps a [`FrameTrace`] of every frame received, to be taken with
     /// [`Decoder::take_traces`].
     pub fn set_tracing(&mut self, on: bool) {

@@ -12,7 +12,11 @@
 //! it sees the method, path, query and body. A body is read only with a
 //! `Content-Length` of at most [`MAX_BODY`] bytes (413 beyond).
 //!
-//! Requests are answered one at a time on one thread, each within 5 s.
+//! Each request has a thread of its own, up to `Config::max_admin_requests` at once
+//! (503 beyond), and 5 s from its connection to its answer, so an idle or slow client
+//! delays nobody else. The token is checked on the head, before any body is read.
+//! An empty token is refused at start: `--admin-token "$UNSET"` must not open the
+//! listener to everyone.
 
 use super::http::{parse_query, response};
 use super::log::Level;
@@ -23,6 +27,8 @@ use crate::time;
 use serde_json::{json, Map, Value};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Time one admin request has, from connection to answer.
@@ -65,8 +71,15 @@ impl AdminResponse {
     }
 }
 
-/// Binds the admin listener, refusing a non-loopback address without a token.
+/// Binds the admin listener, refusing an empty token, and a non-loopback address
+/// without a token.
 pub(super) fn bind(addr: &str, token: Option<&str>) -> io::Result<TcpListener> {
+    if token.is_some_and(|t| t.trim().is_empty()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the admin token is empty: give a secret, or no token on a loopback address",
+        ));
+    }
     let listener = TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
     if !local.ip().is_loopback() && token.is_none() {
@@ -78,19 +91,58 @@ pub(super) fn bind(addr: &str, token: Option<&str>) -> io::Result<TcpListener> {
     Ok(listener)
 }
 
-/// Serves admin requests until the server shuts down.
+/// Serves admin requests until the server shuts down: each on a thread of its own,
+/// at most `max_admin_requests` at once.
 pub(super) fn serve(server: &Server, listener: TcpListener) {
+    let busy = Arc::new(AtomicUsize::new(0));
+    let max = server.config().max_admin_requests.max(1);
     for stream in listener.incoming() {
         if server.is_shutting_down() {
             return;
         }
         let Ok(stream) = stream else { continue };
-        if let Err(e) = answer(server, &stream) {
-            server
-                .logger()
-                .log(Level::Debug, None, "admin request failed", &[("error", &e)]);
+        if busy.fetch_add(1, SeqCst) >= max {
+            busy.fetch_sub(1, SeqCst);
+            server.metrics().rejected("admin_busy");
+            // Said without waiting: a client that does not read loses the answer.
+            let _ = stream.set_nonblocking(true);
+            let _ = (&stream).write_all(&response(
+                503,
+                "application/json",
+                &[("Retry-After", "1")],
+                br#"{"error":"too many admin requests at once"}"#,
+            ));
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            continue;
         }
-        socket::linger_close(&stream, Duration::from_secs(1));
+        let done = Busy(busy.clone());
+        let worker = server.clone();
+        let spawned = server.spawn("admin-request".into(), 128 * 1024, move || {
+            let _done = done;
+            if let Err(e) = answer(&worker, &stream) {
+                worker
+                    .logger()
+                    .log(Level::Debug, None, "admin request failed", &[("error", &e)]);
+            }
+            socket::linger_close(&stream, Duration::from_secs(1));
+        });
+        if let Err(e) = spawned {
+            server.logger().log(
+                Level::Error,
+                None,
+                "no thread for an admin request",
+                &[("error", &e)],
+            );
+        }
+    }
+}
+
+/// One admin request in progress; dropping it counts it out.
+struct Busy(Arc<AtomicUsize>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
     }
 }
 
@@ -98,13 +150,22 @@ fn answer(server: &Server, stream: &TcpStream) -> Result<(), socket::Error> {
     let mut input = DeadlineStream::new(stream, REQUEST_TIMEOUT);
     let (request, leftover) = socket::read_request(&mut input, server.config().ws.head_limits)?;
     stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
-    let (status, extra, body) = match read_body(&mut input, &request, leftover) {
-        Ok(body) => route(server, &request, &body),
-        Err(status) => (
-            status,
-            &[][..],
-            json!({ "error": format!("a body must have a Content-Length of at most {MAX_BODY}") }),
-        ),
+    let (status, extra, body) = if !authorized(server, &request) {
+        // Refused on the head alone: no body is read for a caller without the token.
+        (
+            401,
+            &[("WWW-Authenticate", "Bearer")][..],
+            json!({ "error": "a valid bearer token is required" }),
+        )
+    } else {
+        match read_body(&mut input, &request, leftover) {
+            Ok(body) => route(server, &request, &body),
+            Err(status) => (
+                status,
+                &[][..],
+                json!({ "error": format!("a body must have a Content-Length of at most {MAX_BODY}") }),
+            ),
+        }
     };
     let mut out = stream;
     out.write_all(&response(
@@ -143,20 +204,6 @@ fn route(
     request: &Request,
     body: &[u8],
 ) -> (u16, &'static [(&'static str, &'static str)], Value) {
-    if let Some(token) = &server.config().admin_token {
-        let given = request
-            .headers
-            .one("authorization")
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
-            return (
-                401,
-                &[("WWW-Authenticate", "Bearer")],
-                json!({ "error": "a valid bearer token is required" }),
-            );
-        }
-    }
     let (path, query) = request
         .target
         .split_once('?')
@@ -191,6 +238,19 @@ fn route(
             json!({ "error": "not found", "routes": ["/connections", "/health"] }),
         ),
     }
+}
+
+/// Whether the request carries the admin token, if one is set.
+fn authorized(server: &Server, request: &Request) -> bool {
+    let Some(token) = &server.config().admin_token else {
+        return true;
+    };
+    let given = request
+        .headers
+        .one("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    !token.is_empty() && constant_time_eq(given.as_bytes(), token.as_bytes())
 }
 
 /// Every open connection with its handshake, oldest first.

@@ -32,7 +32,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -149,7 +149,7 @@ pub(super) struct Outbound {
     /// Bytes of the front chunk already sent.
     front_sent: usize,
     /// Bytes queued and not yet sent.
-    queued: usize,
+    pub(super) queued: usize,
     pub(super) phase: Phase,
     /// The close code we sent, once one is queued.
     pub(super) close_sent: Option<u16>,
@@ -318,6 +318,14 @@ pub struct Conn {
     /// message without taking the lock.
     open: AtomicBool,
     pub(super) shared: Arc<Shared>,
+    /// Bytes its reader holds in an unfinished message and its read buffer, as last
+    /// added to the global count ([`super::Config::max_buffered_bytes`]).
+    pub(super) held: AtomicUsize,
+    /// Chosen to be closed to bring the global count under its budget: not chosen
+    /// again while its reader winds down.
+    pub(super) evicted: AtomicBool,
+    /// Its allowance of bad-input log lines.
+    pub(super) log_budget: Mutex<super::log::LogBudget>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -344,6 +352,11 @@ impl Conn {
             stream,
             out: Mutex::new(Outbound::new()),
             open: AtomicBool::new(true),
+            held: AtomicUsize::new(0),
+            evicted: AtomicBool::new(false),
+            log_budget: Mutex::new(super::log::LogBudget::new(
+                shared.config.bad_input_logs_per_minute,
+            )),
             shared,
         }
     }

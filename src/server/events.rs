@@ -33,7 +33,8 @@
 //! arrived. A handler that panics is caught: the connection gets an `error` event
 //! (`internal_error`) and stays.
 
-use super::log::{Level, Record};
+use super::log::{clip, Level, Record};
+use super::metrics::inc;
 use super::{
     Accept, AdminRequest, AdminResponse, Config, Conn, Frame, Handler, Message, Reject, Server,
 };
@@ -107,7 +108,7 @@ impl<'a> Ctx<'a> {
     }
 }
 
-pub use crate::envelope::{envelope, parse_envelope, BadInput};
+pub use crate::envelope::{envelope, parse_envelope, parse_envelope_bounded, BadInput};
 
 impl Server {
     /// Starts an event-emitter server: register handlers with [`Builder::on`].
@@ -303,17 +304,33 @@ impl Emitter {
         event: Option<&str>,
     ) {
         server.metrics().error_event(code);
-        server.logger().log(
-            Level::Warn,
-            Some(conn.id()),
-            "bad input",
-            &[("code", &code), ("detail", &message)],
-        );
+        // What a client named is cut short in the log and in the answer, so that a
+        // 4 MiB event name costs a few hundred bytes, not 4 MiB twice.
+        let max = server.config().max_logged_input_bytes;
+        let message = clip(message, max);
+        let event = event.map(|e| clip(e, max));
+        let allowed = conn
+            .log_budget
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         let mut data = json!({ "code": code, "message": message });
-        if let Some(event) = event {
+        if let Some(event) = &event {
             data["event"] = json!(event);
         }
         let _ = server.reply_one(conn, "error", &data);
+        let Some(suppressed) = allowed else {
+            inc(&server.metrics().log_lines_suppressed);
+            return;
+        };
+        let mut fields: Vec<(&'static str, &dyn std::fmt::Display)> =
+            vec![("code", &code), ("detail", &message)];
+        if suppressed > 0 {
+            fields.push(("suppressed_before", &suppressed));
+        }
+        server
+            .logger()
+            .log(Level::Warn, Some(conn.id()), "bad input", &fields);
         if code != "internal_error" {
             self.emit(server, Some(conn), "error", &data);
         }
@@ -376,9 +393,17 @@ impl Emitter {
                 );
             }
         };
-        let (name, data) = match parse_envelope(&text) {
+        let (name, data) = match parse_envelope_bounded(&text, server.config().max_json_values) {
             Ok(x) => x,
             Err(BadInput::BadJson(why)) => return self.error(server, conn, "bad_json", &why),
+            Err(BadInput::TooComplex { max_values }) => {
+                return self.error(
+                    server,
+                    conn,
+                    "too_complex",
+                    &format!("more than {max_values} JSON values in one message"),
+                )
+            }
         };
         if BUILT_IN.contains(&name.as_str()) {
             return self.error(

@@ -9,6 +9,62 @@ use crate::time;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+/// A per-connection allowance of log lines about bad input: `per_minute` lines a
+/// minute on average, up to `per_minute` at once (a token bucket), so that a client
+/// sending garbage in a loop cannot turn the log into a weapon. What is left out is
+/// counted, and the next line allowed says how many.
+#[derive(Debug)]
+pub struct LogBudget {
+    per_minute: f64,
+    tokens: f64,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    /// A full allowance of `per_minute` lines.
+    pub fn new(per_minute: u32) -> Self {
+        LogBudget {
+            per_minute: f64::from(per_minute),
+            tokens: f64::from(per_minute),
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether one more line may be written: `Some(n)` with the lines suppressed
+    /// since the last one written, `None` when this one is left out (and counted).
+    pub fn take(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if let Some(last) = self.last {
+            let refill = now.duration_since(last).as_secs_f64() * self.per_minute / 60.0;
+            self.tokens = (self.tokens + refill).min(self.per_minute);
+        }
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
+    }
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, with `...` when it was
+/// cut: client-supplied text goes into logs and replies only this long.
+pub fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}...", &text[..end]))
+}
 
 /// How lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -163,6 +219,27 @@ impl Logger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clip_cuts_on_a_character_boundary() {
+        assert_eq!(clip("short", 10), "short");
+        assert_eq!(clip("abcdef", 3), "abc...");
+        // 'é' is two bytes: a cut inside it backs off to before it.
+        assert_eq!(clip("aé", 2), "a...");
+    }
+
+    #[test]
+    fn log_budget_allows_a_burst_then_counts() {
+        let mut b = LogBudget::new(3);
+        assert_eq!(b.take(), Some(0));
+        assert_eq!(b.take(), Some(0));
+        assert_eq!(b.take(), Some(0));
+        assert_eq!(b.take(), None);
+        assert_eq!(b.take(), None);
+        // Refilled: the next line says two were left out.
+        b.tokens = 1.0;
+        assert_eq!(b.take(), Some(2));
+    }
 
     fn record() -> Record {
         Record {

@@ -35,6 +35,11 @@ pub struct Metrics {
     pub write_timeouts: AtomicU64,
     /// Frames a connection's queue refused because it was already closing or closed.
     pub dropped_after_close: AtomicU64,
+    /// Bytes held now in unfinished messages and read buffers, all connections
+    /// together: what [`super::Config::max_buffered_bytes`] bounds.
+    pub buffered_bytes: AtomicU64,
+    /// Bad-input log lines left out by [`super::Config::bad_input_logs_per_minute`].
+    pub log_lines_suppressed: AtomicU64,
     closes: Mutex<BTreeMap<u16, u64>>,
     handshake_failures: Mutex<BTreeMap<&'static str, u64>>,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
@@ -105,7 +110,7 @@ impl Metrics {
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(2048);
-        let plain: [(&str, &str, &str, &AtomicU64); 10] = [
+        let plain: [(&str, &str, &str, &AtomicU64); 12] = [
             (
                 "connections",
                 "gauge",
@@ -165,6 +170,18 @@ impl Metrics {
                 "counter",
                 "Frames not queued because the connection was closing.",
                 &self.dropped_after_close,
+            ),
+            (
+                "buffered_bytes",
+                "gauge",
+                "Bytes held in unfinished messages and read buffers.",
+                &self.buffered_bytes,
+            ),
+            (
+                "log_lines_suppressed_total",
+                "counter",
+                "Bad-input log lines left out by the per-connection log budget.",
+                &self.log_lines_suppressed,
             ),
         ];
         for (name, kind, help, value) in plain {

@@ -79,6 +79,41 @@ pub struct Config {
     /// Time a client has to send its whole opening handshake (or HTTP request). Default
     /// 10 s; slow or half-sent requests are dropped.
     pub handshake_timeout: Duration,
+    /// Connections still sending their opening handshake (or HTTP request) at most,
+    /// counted apart from [`Config::max_connections`] so that slow handshakes never
+    /// take the slots of upgraded connections. When a new connection finds them all
+    /// taken, the oldest pending handshake is dropped to make room: a real client
+    /// sends its handshake in one packet and is never the oldest for long, while a
+    /// slowloris that trickles its head is. Default 1024.
+    pub max_handshakes: usize,
+    /// Time a peer has to finish a fragmented message once its first fragment came.
+    /// RFC 6455 5.4 sets no bound, and pings may come between fragments, so without
+    /// one a peer could hold a half-sent message (and its memory) open for ever. Over
+    /// it: close 1008. Default 30 s.
+    pub message_timeout: Duration,
+    /// Bytes held in unfinished messages and read buffers across all connections at
+    /// most. Over it, the connection holding the most is closed with 1013 (try again
+    /// later, IANA registry of RFC 6455 7.4.2), so that a few clients with huge
+    /// half-sent messages cannot take the memory of everyone else. Default 256 MiB.
+    pub max_buffered_bytes: usize,
+    /// Values (numbers, strings, arrays, objects...) one JSON message of the event API
+    /// may hold, counted before it is parsed. A parsed value takes 30 to 100 bytes of
+    /// heap where its text took as few as 2, so this keeps the parse of one message
+    /// within a small multiple of its size. Over it: an `error` event (`too_complex`).
+    /// Default `None` (only the message limit bounds it); `switchboard serve` sets 4096.
+    pub max_json_values: Option<usize>,
+    /// Bad-input log lines (and `error` listener calls) one connection may cause per
+    /// minute; beyond it they are counted, and the next line says how many were
+    /// suppressed. The `error` event is still sent and counted in /metrics every time.
+    /// Default 10.
+    pub bad_input_logs_per_minute: u32,
+    /// Longest piece of client-supplied text (an event name, a JSON error) copied into
+    /// a log line or an `error` event, in bytes; the rest is cut and marked with `...`.
+    /// Default 256.
+    pub max_logged_input_bytes: usize,
+    /// Admin requests served at once; further connections get 503 at once. Each has
+    /// 5 s from its connection to its answer. Default 16.
+    pub max_admin_requests: usize,
     /// A connection that has sent nothing for this long is pinged (RFC 6455 5.5.2).
     /// Default 25 s, the interval Socket.IO uses; below the 60 s after which nginx
     /// drops a quiet proxied connection.
@@ -143,6 +178,13 @@ impl Default for Config {
             min_read_buffer_bytes: 16 * 1024,
             max_read_buffer_bytes: 64 * 1024,
             handshake_timeout: Duration::from_secs(10),
+            max_handshakes: 1024,
+            message_timeout: Duration::from_secs(30),
+            max_buffered_bytes: 256 << 20,
+            max_json_values: None,
+            bad_input_logs_per_minute: 10,
+            max_logged_input_bytes: 256,
+            max_admin_requests: 16,
             ping_interval: Duration::from_secs(25),
             heartbeat_timeout: Duration::from_secs(20),
             idle_timeout: None,
@@ -183,6 +225,11 @@ pub enum Error {
     IdleTimeout,
     /// The handler panicked; closed with 1011.
     HandlerFailed,
+    /// A fragmented message stayed unfinished past [`Config::message_timeout`]; 1008.
+    MessageTimeout,
+    /// This connection held the most buffered bytes when all of them together went
+    /// over [`Config::max_buffered_bytes`]; closed with 1013.
+    OverBudget,
 }
 
 impl Error {
@@ -192,7 +239,10 @@ impl Error {
         match self {
             Error::Io(_) | Error::Closed => None,
             Error::Protocol(e) => e.close_code().or(Some(close::PROTOCOL_ERROR)),
-            Error::QueueOverflow | Error::RateLimited => Some(close::POLICY_VIOLATION),
+            Error::QueueOverflow | Error::RateLimited | Error::MessageTimeout => {
+                Some(close::POLICY_VIOLATION)
+            }
+            Error::OverBudget => Some(close::TRY_AGAIN_LATER),
             Error::HeartbeatTimeout => Some(CLOSE_HEARTBEAT_TIMEOUT),
             Error::IdleTimeout => Some(CLOSE_IDLE_TIMEOUT),
             Error::HandlerFailed => Some(close::INTERNAL_ERROR),
@@ -209,6 +259,8 @@ impl Error {
             Error::HeartbeatTimeout => "heartbeat timeout",
             Error::IdleTimeout => "idle timeout",
             Error::HandlerFailed => "internal error",
+            Error::MessageTimeout => "message not finished in time",
+            Error::OverBudget => "server memory budget exceeded, try again later",
         }
     }
 }
@@ -311,6 +363,12 @@ pub(crate) struct Shared {
     handler: Box<dyn Handler>,
     /// TCP connections being served (handshaking, WebSocket or HTTP).
     active: Mutex<usize>,
+    /// Connections past their handshake (WebSocket or HTTP), which
+    /// [`Config::max_connections`] bounds.
+    established: AtomicUsize,
+    /// Connections still sending their handshake, by id (so oldest first), with a
+    /// handle to drop the oldest when [`Config::max_handshakes`] are pending.
+    handshaking: Mutex<std::collections::BTreeMap<u64, TcpStream>>,
     drained: Condvar,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     next_id: AtomicU64,
@@ -384,6 +442,8 @@ impl Server {
                 writers,
                 handler: Box::new(handler),
                 active: Mutex::new(0),
+                established: AtomicUsize::new(0),
+                handshaking: Mutex::new(std::collections::BTreeMap::new()),
                 drained: Condvar::new(),
                 per_ip: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
@@ -642,7 +702,7 @@ impl Server {
         };
         {
             let mut active = shared.active.lock().unwrap_or_else(|p| p.into_inner());
-            if *active >= config.max_connections {
+            if shared.established.load(SeqCst) >= config.max_connections {
                 drop(active);
                 return refuse("max_connections", 503, stream);
             }
@@ -661,14 +721,20 @@ impl Server {
         let guard = Admitted {
             shared: shared.clone(),
             ip: peer.ip(),
+            established: std::cell::Cell::new(false),
         };
         let id = shared.next_id.fetch_add(1, SeqCst);
+        self.hold_handshake_slot(id, &stream);
         let server = self.clone();
         let spawned = self.spawn(format!("conn-{id}"), config.thread_stack_bytes, move || {
-            let _guard = guard;
-            serve_connection(&server, stream, peer, id);
+            serve_connection(&server, stream, peer, id, &guard);
         });
         if let Err(e) = spawned {
+            shared
+                .handshaking
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
             // The guard went down with the closure: the counts are back.
             shared.log.log(
                 Level::Error,
@@ -677,6 +743,24 @@ impl Server {
                 &[("error", &e)],
             );
             shared.metrics.rejected("no_thread");
+        }
+    }
+
+    /// Counts connection `id` among those sending their handshake, dropping the oldest
+    /// pending one first when [`Config::max_handshakes`] are.
+    fn hold_handshake_slot(&self, id: u64, stream: &TcpStream) {
+        let shared = &self.shared;
+        let mut pending = shared.handshaking.lock().unwrap_or_else(|p| p.into_inner());
+        while pending.len() >= shared.config.max_handshakes.max(1) {
+            let Some((_, oldest)) = pending.pop_first() else {
+                break;
+            };
+            // Its reader's read fails at once and its thread ends.
+            let _ = oldest.shutdown(Shutdown::Both);
+            shared.metrics.rejected("handshake_evicted");
+        }
+        if let Ok(handle) = stream.try_clone() {
+            pending.insert(id, handle);
         }
     }
 
@@ -794,10 +878,30 @@ fn guarded<T>(
 struct Admitted {
     shared: Arc<Shared>,
     ip: IpAddr,
+    /// Counted in `established` too.
+    established: std::cell::Cell<bool>,
+}
+
+impl Admitted {
+    /// Moves the connection from its handshake slot to the established ones, unless
+    /// [`Config::max_connections`] are: then `false`.
+    fn establish(&self) -> bool {
+        let max = self.shared.config.max_connections;
+        let taken = self
+            .shared
+            .established
+            .fetch_update(SeqCst, SeqCst, |n| (n < max).then_some(n + 1))
+            .is_ok();
+        self.established.set(taken);
+        taken
+    }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
+        if self.established.get() {
+            self.shared.established.fetch_sub(1, SeqCst);
+        }
         if self.shared.config.max_connections_per_ip.is_some() {
             let mut per_ip = self.shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(n) = per_ip.get_mut(&self.ip) {
@@ -838,7 +942,13 @@ fn failure_label(e: &socket::Error) -> &'static str {
 }
 
 /// One TCP connection, on its own thread: the request, then HTTP or WebSocket.
-fn serve_connection(server: &Server, stream: TcpStream, peer: SocketAddr, id: u64) {
+fn serve_connection(
+    server: &Server,
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    admitted: &Admitted,
+) {
     let shared = &server.shared;
     let config = &shared.config;
     // Small frames go out at once: latency matters more than packet count here.
@@ -847,8 +957,19 @@ fn serve_connection(server: &Server, stream: TcpStream, peer: SocketAddr, id: u6
         &mut DeadlineStream::new(&stream, config.handshake_timeout),
         config.ws.head_limits,
     );
+    let still_pending = shared
+        .handshaking
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&id)
+        .is_some();
     let (request, leftover) = match read {
         Ok(x) => x,
+        Err(_) if !still_pending => {
+            // Dropped for a newer connection (counted then), not failed.
+            socket::linger_close(&stream, config.ws.close_timeout);
+            return;
+        }
         Err(e) => {
             let label = failure_label(&e);
             shared.metrics.handshake_failed(label);
@@ -867,6 +988,17 @@ fn serve_connection(server: &Server, stream: TcpStream, peer: SocketAddr, id: u6
         }
     };
     let _ = stream.set_read_timeout(None);
+    if !admitted.establish() {
+        shared.metrics.rejected("max_connections");
+        let _ = (&stream).write_all(&http::response(
+            503,
+            "text/plain",
+            &[("Retry-After", "5")],
+            b"too many connections",
+        ));
+        socket::linger_close(&stream, config.ws.close_timeout);
+        return;
+    }
     if !request.headers.has_token("connection", "upgrade")
         && request.headers.one("upgrade").is_none()
     {
@@ -1019,7 +1151,6 @@ impl RateLimit {
 fn read_loop(server: &Server, conn: &Arc<Conn>, leftover: Vec<u8>) -> End {
     let shared = &server.shared;
     let config = &shared.config;
-    let stream = &conn.stream;
     let mut input = Input {
         server,
         conn,
@@ -1027,6 +1158,19 @@ fn read_loop(server: &Server, conn: &Arc<Conn>, leftover: Vec<u8>) -> End {
         rate: config.max_messages_per_second.map(RateLimit::new),
         beat: Heartbeat::new(config),
     };
+    let end = read_frames(&mut input, leftover);
+    // Whatever it held is no longer held.
+    let held = conn.held.swap(0, SeqCst);
+    shared.metrics.buffered_bytes.fetch_sub(held as u64, SeqCst);
+    end
+}
+
+fn read_frames(input: &mut Input<'_>, leftover: Vec<u8>) -> End {
+    let server = input.server;
+    let conn = input.conn;
+    let shared = &server.shared;
+    let config = &shared.config;
+    let stream = &conn.stream;
     input.decoder.set_tracing(config.trace_frames);
     if let Err(e) = stream.set_read_timeout(Some(input.beat.timeout)) {
         return End::Gone(Some(e));
@@ -1035,6 +1179,9 @@ fn read_loop(server: &Server, conn: &Arc<Conn>, leftover: Vec<u8>) -> End {
         return end;
     }
     drop(leftover);
+    if let Some(end) = input.account(0) {
+        return end;
+    }
     // Reads land on the stack while traffic is light, so an idle connection holds no
     // read buffer on the heap; a read that fills its buffer moves to a heap buffer,
     // which doubles while reads keep filling it, and is given back after a run of
@@ -1066,6 +1213,9 @@ fn read_loop(server: &Server, conn: &Arc<Conn>, leftover: Vec<u8>) -> End {
                 add(&shared.metrics.bytes_in, n as u64);
                 input.beat.heard();
                 if let Some(end) = input.process(&buf[..n]) {
+                    return end;
+                }
+                if let Some(end) = input.account(capacity.max(heap.capacity())) {
                     return end;
                 }
                 if n == capacity {
@@ -1107,6 +1257,9 @@ fn read_loop(server: &Server, conn: &Arc<Conn>, leftover: Vec<u8>) -> End {
         if timed_out {
             heap = Vec::new();
             input.decoder.release_spares();
+            if let Some(end) = input.account(0) {
+                return end;
+            }
             match input.beat.tick() {
                 Tick::Wait => {}
                 Tick::Ping => {
@@ -1143,6 +1296,81 @@ struct Input<'a> {
 }
 
 impl Input<'_> {
+    /// After a read: starts or stops the clock of an unfinished message and fails it
+    /// when overdue, and brings this connection's share of the global count of
+    /// buffered bytes up to date, closing the largest holder when the count is over
+    /// [`Config::max_buffered_bytes`]. `read_buffer` is the heap read buffer's size
+    /// (0 while reads land on the stack).
+    fn account(&mut self, read_buffer: usize) -> Option<End> {
+        let shared = &self.server.shared;
+        if self.beat.message(self.decoder.in_message()) {
+            return Some(End::Failed(Error::MessageTimeout));
+        }
+        // Only what is above the stack buffer counts: the read buffer on the heap.
+        let read_buffer = if read_buffer > STACK_READ_BYTES {
+            read_buffer
+        } else {
+            0
+        };
+        let held = self.decoder.held_bytes() + read_buffer;
+        let before = self.conn.held.swap(held, SeqCst);
+        if held == before {
+            return None;
+        }
+        let total = if held > before {
+            let grown = (held - before) as u64;
+            shared.metrics.buffered_bytes.fetch_add(grown, SeqCst) + grown
+        } else {
+            let shrunk = (before - held) as u64;
+            shared.metrics.buffered_bytes.fetch_sub(shrunk, SeqCst) - shrunk
+        };
+        if held <= before || total <= shared.config.max_buffered_bytes as u64 {
+            return None;
+        }
+        self.over_budget(total)
+    }
+
+    /// The buffered bytes of all connections went over the budget while this one's
+    /// grew: the connection holding the most is closed with 1013, this one or another.
+    /// Another's reader is woken by shutting its socket for reading, so that it frees
+    /// what it holds at once, after its close frame is queued.
+    fn over_budget(&self, total: u64) -> Option<End> {
+        let shared = &self.server.shared;
+        let largest = {
+            let registry = shared.registry.read().unwrap_or_else(|p| p.into_inner());
+            registry
+                .values()
+                .filter(|c| !c.evicted.load(SeqCst))
+                .max_by_key(|c| c.held.load(SeqCst))
+                .cloned()
+        };
+        let victim = match largest {
+            Some(c) if c.held.load(SeqCst) > self.conn.held.load(SeqCst) => c,
+            _ => self.conn.clone(),
+        };
+        victim.evicted.store(true, SeqCst);
+        shared.log.log(
+            Level::Warn,
+            Some(victim.id()),
+            "buffered bytes over budget, closing the largest holder",
+            &[
+                ("held", &victim.held.load(SeqCst)),
+                ("total", &total),
+                ("max_buffered_bytes", &shared.config.max_buffered_bytes),
+            ],
+        );
+        if Arc::ptr_eq(&victim, self.conn) {
+            return Some(End::Failed(Error::OverBudget));
+        }
+        let e = Error::OverBudget;
+        victim.close(
+            e.close_code().unwrap_or(close::TRY_AGAIN_LATER),
+            e.close_reason(),
+        );
+        let _ = victim.stream.shutdown(Shutdown::Read);
+        None
+    }
+
     /// Decodes everything in `bytes` and dispatches each event. Returns why the
     /// connection ends, if it does.
     fn process(&mut self, bytes: &[u8]) -> Option<End> {
@@ -1228,6 +1456,9 @@ struct Heartbeat {
     pinged: Option<Instant>,
     /// The read timeout in force.
     timeout: Duration,
+    message_timeout: Duration,
+    /// When the unfinished message's first fragment came.
+    message_started: Option<Instant>,
 }
 
 impl Heartbeat {
@@ -1241,6 +1472,8 @@ impl Heartbeat {
             last_message: now,
             pinged: None,
             timeout: config.ping_interval,
+            message_timeout: config.message_timeout,
+            message_started: None,
         };
         beat.timeout = beat.wanted(now);
         beat
@@ -1252,9 +1485,27 @@ impl Heartbeat {
         self.pinged = None;
     }
 
+    /// Whether a message is open now; starts its clock when one opened. Returns
+    /// whether it is past [`Config::message_timeout`].
+    fn message(&mut self, open: bool) -> bool {
+        if !open {
+            self.message_started = None;
+            return false;
+        }
+        let now = Instant::now();
+        let started = *self.message_started.get_or_insert(now);
+        now.duration_since(started) >= self.message_timeout
+    }
+
     /// The read timed out: decide what is due.
     fn tick(&mut self) -> Tick {
         let now = Instant::now();
+        if self
+            .message_started
+            .is_some_and(|at| now.duration_since(at) >= self.message_timeout)
+        {
+            return Tick::Fail(Error::MessageTimeout);
+        }
         if let Some(at) = self.pinged {
             if now.duration_since(at) >= self.heartbeat_timeout {
                 return Tick::Fail(Error::HeartbeatTimeout);
@@ -1282,6 +1533,9 @@ impl Heartbeat {
         };
         if let Some(idle) = self.idle_timeout {
             t = t.min(idle.saturating_sub(now.duration_since(self.last_message)));
+        }
+        if let Some(at) = self.message_started {
+            t = t.min(self.message_timeout.saturating_sub(now.duration_since(at)));
         }
         // A zero timeout would mean "block for ever" to the socket.
         t.max(Duration::from_millis(1))
@@ -1329,7 +1583,9 @@ fn end_connection(server: &Server, conn: &Arc<Conn>, end: End) {
         .unwrap_or_else(|p| p.into_inner())
         .remove(&conn.id());
     let level = match &end {
-        End::Failed(Error::Protocol(_) | Error::RateLimited) => Level::Warn,
+        End::Failed(
+            Error::Protocol(_) | Error::RateLimited | Error::MessageTimeout | Error::OverBudget,
+        ) => Level::Warn,
         _ => Level::Debug,
     };
     let detail = match &end {

@@ -14,6 +14,7 @@
 
 use super::conn::{Conn, Drained, Phase};
 use super::Shared;
+use crate::protocol::close;
 use crate::sys::{self, PollFd, POLLIN, POLLOUT};
 use std::io::{self, PipeReader, PipeWriter, Read, Write};
 use std::os::fd::AsRawFd;
@@ -233,19 +234,35 @@ fn service(conn: &Arc<Conn>, ready: bool, now: Instant) -> Keep {
         }
         Some(d) if d <= now => {
             out.scheduled = false;
-            let stalled = !out.is_empty();
+            // Which deadline ran out: a close this server started (after an overflow,
+            // a kick...) has `close_timeout`, a peer that stopped reading otherwise
+            // has `write_timeout`. The log line names the one that fired.
+            let closing = out.close_deadline.is_some_and(|c| c <= now);
+            let queued = out.queued;
+            let code = out.close_sent;
             drop(out);
-            if stalled {
-                conn.stalled();
-            } else {
-                // Our close went out and was not answered in time.
+            if closing {
+                let level = if queued > 0 {
+                    super::log::Level::Warn
+                } else {
+                    super::log::Level::Debug
+                };
                 conn.shared.log.log(
-                    super::log::Level::Debug,
+                    level,
                     Some(conn.id()),
-                    "close not answered, dropped",
-                    &[],
+                    "close not completed in time, dropped",
+                    &[
+                        ("code", &code.unwrap_or(close::NO_STATUS)),
+                        ("queued", &queued),
+                        (
+                            "close_timeout",
+                            &format_args!("{:?}", config.ws.close_timeout),
+                        ),
+                    ],
                 );
                 conn.abort();
+            } else {
+                conn.stalled();
             }
             Keep::Drop
         }
