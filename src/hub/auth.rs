@@ -180,14 +180,13 @@ pub fn decide(
             (Some(_), Some(_)) => {
                 return Err(refuse(403, "origin_refused", "more than one Origin header"));
             }
-            (Some(origin), None) => {
+            (Some(origin), None)
                 if !config
                     .origins
                     .iter()
-                    .any(|o| o.eq_ignore_ascii_case(origin.trim()))
-                {
-                    return Err(refuse(403, "origin_refused", "this origin is not allowed"));
-                }
+                    .any(|o| o.eq_ignore_ascii_case(origin.trim())) =>
+            {
+                return Err(refuse(403, "origin_refused", "this origin is not allowed"));
             }
             _ => {}
         }
