@@ -304,6 +304,8 @@ fn session_key_in_the_query_gives_user_and_room() {
         (m["user"].as_str(), m["message"].as_str()),
         (Some("Michael Redman"), Some("hello"))
     );
+    // The sender's answer: the message as kept, the same id.
+    assert_eq!(expect(&mut c, "chat.send")["id"], m["id"]);
     assert!(m["id"].as_str().is_some_and(|id| id.contains('-')), "{m}");
     // ISO 8601 UTC with milliseconds, as 2016-08-08T17:20:32.421Z.
     let t = m["time"].as_str().unwrap();
@@ -624,6 +626,7 @@ fn rooms_are_moderated() {
     );
     let m = expect(&mut bob, "chat.message");
     assert_eq!(m["message"], "thanks");
+    assert_eq!(expect(&mut bob, "chat.send")["id"], m["id"]);
 
     // A message deleted by a moderator, not by a member.
     send(

@@ -22,7 +22,7 @@ pub mod rooms;
 
 use crate::server::admin::describe;
 use crate::server::events::{Builder, Ctx};
-use crate::server::log::Level;
+use crate::server::log::{Level, LogBudget};
 use crate::server::{Accept, AdminRequest, AdminResponse, Server, WeakServer};
 use crate::store::{self, EntryId, KeyEvent, Stores};
 use crate::time::now_iso8601;
@@ -128,6 +128,9 @@ pub enum Error {
     NotFound,
     /// The store could not be reached, or answered nonsense.
     Store(store::Error),
+    /// Delivered to this node's recipients, but the bus to the other nodes failed:
+    /// recipients there get it only from history (resume by last id).
+    NotForwarded(store::Error),
 }
 
 impl Error {
@@ -139,7 +142,7 @@ impl Error {
             Error::BadRequest(_) => "bad_request",
             Error::Room(e) => e.code(),
             Error::NotFound => "not_found",
-            Error::Store(_) => "store_unavailable",
+            Error::Store(_) | Error::NotForwarded(_) => "store_unavailable",
         }
     }
 }
@@ -153,6 +156,10 @@ impl fmt::Display for Error {
             Error::Room(e) => f.write_str(e.message()),
             Error::NotFound => f.write_str("no such message"),
             Error::Store(e) => write!(f, "{e}"),
+            Error::NotForwarded(e) => write!(
+                f,
+                "delivered on this node only, other nodes were not reached: {e}"
+            ),
         }
     }
 }
@@ -239,6 +246,8 @@ pub struct Hub {
     state: Mutex<State>,
     server: OnceLock<WeakServer>,
     deadlines: Mutex<Option<Sender<(Instant, ConnId)>>>,
+    /// Allowance of `store failed` log lines.
+    store_log: Mutex<LogBudget>,
 }
 
 fn text_of(v: &Value) -> Option<String> {
@@ -323,6 +332,7 @@ impl Hub {
             }),
             server: OnceLock::new(),
             deadlines: Mutex::new(None),
+            store_log: Mutex::new(LogBudget::new(60)),
         })
     }
 
@@ -343,6 +353,30 @@ impl Hub {
     ) {
         if let Some(server) = self.server() {
             server.logger().log(level, conn, msg, fields);
+        }
+    }
+
+    /// Logs a request that failed on the store, at most 60 lines a minute: during an
+    /// outage every request fails, and the log must not grow with the request rate.
+    fn store_failed(&self, conn: ConnId, why: &store::Error) {
+        let allowed = self
+            .store_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match allowed {
+            Some(0) => self.log(Level::Warn, Some(conn), "store failed", &[("error", why)]),
+            Some(n) => self.log(
+                Level::Warn,
+                Some(conn),
+                "store failed",
+                &[("error", why), ("suppressed_before", &n)],
+            ),
+            None => {
+                if let Some(server) = self.server() {
+                    crate::server::metrics::inc(&server.metrics().log_lines_suppressed);
+                }
+            }
         }
     }
 
@@ -383,6 +417,11 @@ impl Hub {
         });
         let hub = self.clone();
         builder = builder.on_admin(move |server, request| hub.admin_route(server, request));
+        let redis = self.stores.redis.clone();
+        builder = builder.on_health(move || match &redis {
+            Some(redis) => redis.health().map_err(|why| format!("redis: {why}")),
+            None => Ok(()),
+        });
         let hub = self.clone();
         builder = builder.on("connection", move |ctx, _| hub.open(ctx));
         let hub = self.clone();
@@ -418,14 +457,9 @@ impl Hub {
             let hub = self.clone();
             builder = builder.on(name, move |ctx, data| {
                 if let Err(e) = method(&hub, ctx, data) {
-                    if let Error::Store(why) = &e {
+                    if let Error::Store(why) | Error::NotForwarded(why) = &e {
                         hub.count("store_errors");
-                        hub.log(
-                            Level::Warn,
-                            Some(ctx.id()),
-                            "store failed",
-                            &[("error", why)],
-                        );
+                        hub.store_failed(ctx.id(), why);
                     }
                     ctx.fail(e.code(), &e.to_string());
                 }
@@ -908,38 +942,69 @@ impl Hub {
         data: &Value,
         except: Option<ConnId>,
     ) -> Outcome {
-        let message = json!({
-            "node": self.node,
-            "users": users,
-            "except": except,
-            "event": event,
-            "data": data,
-        });
-        self.stores
-            .bus
-            .publish(&self.config.channel, &message.to_string())?;
-        Ok(())
+        let ids = {
+            let st = self.state();
+            let mut ids = st.identity.connections_of_users(users);
+            ids.retain(|c| Some(*c) != except);
+            ids
+        };
+        self.deliver_here(&ids, event, data);
+        self.forward(|| json!({ "node": self.node, "users": users, "event": event, "data": data }))
     }
 
     /// Sends `event` to every connection on every node that has a user.
     fn publish_all(&self, event: &str, data: &Value) -> Outcome {
-        let message = json!({ "node": self.node, "all": true, "event": event, "data": data });
-        self.stores
-            .bus
-            .publish(&self.config.channel, &message.to_string())?;
-        Ok(())
+        let ids = {
+            let st = self.state();
+            st.identity.connections_of_users(&st.identity.users())
+        };
+        self.deliver_here(&ids, event, data);
+        self.forward(|| json!({ "node": self.node, "all": true, "event": event, "data": data }))
     }
 
     /// Kicks `user` off every node.
     fn publish_kick(&self, user: &str, reason: &str) -> Outcome {
-        let message = json!({ "node": self.node, "kick": user, "reason": reason });
-        self.stores
-            .bus
-            .publish(&self.config.channel, &message.to_string())?;
-        Ok(())
+        self.kick_here(user, reason);
+        self.forward(|| json!({ "node": self.node, "kick": user, "reason": reason }))
     }
 
-    /// A delivery from the bus, from this node or another.
+    /// Delivers to connections of this node, straight to their queues: a delivery
+    /// here never waits on the bus, so it does not depend on Redis being up or on
+    /// this node's subscription being back after an outage.
+    fn deliver_here(&self, ids: &[ConnId], event: &str, data: &Value) {
+        if ids.is_empty() {
+            return;
+        }
+        if let Some(server) = self.server() {
+            server.reply_many(ids, event, data);
+        }
+    }
+
+    fn kick_here(&self, user: &str, reason: &str) {
+        let Some(server) = self.server() else { return };
+        let conns = self.state().identity.connections_of(user);
+        for c in conns {
+            if let Some(conn) = server.connection(c) {
+                conn.close(KICKED, reason);
+            }
+        }
+    }
+
+    /// Hands a delivery to the bus for the other nodes, when the bus reaches any (the
+    /// memory bus reaches this process only). A failure is the sender's to hear of:
+    /// [`Error::NotForwarded`], since this node's recipients already have it.
+    fn forward(&self, message: impl FnOnce() -> Value) -> Outcome {
+        if !self.stores.bus.reaches_other_nodes() {
+            return Ok(());
+        }
+        self.stores
+            .bus
+            .publish(&self.config.channel, &message().to_string())
+            .map_err(Error::NotForwarded)
+    }
+
+    /// A delivery from the bus: another node's (this node's own were delivered when
+    /// they were sent).
     fn on_bus(&self, payload: &str) {
         let Ok(Value::Object(m)) = serde_json::from_str::<Value>(payload) else {
             self.count("bus_invalid");
@@ -951,15 +1016,12 @@ impl Hub {
             );
             return;
         };
-        let Some(server) = self.server() else { return };
+        if m.get("node").and_then(Value::as_str) == Some(self.node.as_str()) {
+            return;
+        }
         if let Some(user) = m.get("kick").and_then(Value::as_str) {
             let reason = m.get("reason").and_then(Value::as_str).unwrap_or("kicked");
-            let conns = self.state().identity.connections_of(user);
-            for c in conns {
-                if let Some(conn) = server.connection(c) {
-                    conn.close(KICKED, reason);
-                }
-            }
+            self.kick_here(user, reason);
             return;
         }
         let (Some(event), Some(data)) = (m.get("event").and_then(Value::as_str), m.get("data"))
@@ -967,24 +1029,16 @@ impl Hub {
             self.count("bus_invalid");
             return;
         };
-        let ours = m.get("node").and_then(Value::as_str) == Some(self.node.as_str());
-        let except = if ours {
-            m.get("except").and_then(Value::as_u64)
-        } else {
-            None
-        };
         let ids: Vec<ConnId> = {
             let st = self.state();
             if m.get("all").and_then(Value::as_bool) == Some(true) {
                 st.identity.connections_of_users(&st.identity.users())
             } else {
                 let users = user_list(m.get("users")).unwrap_or_default();
-                let mut ids = st.identity.connections_of_users(&users);
-                ids.retain(|c| Some(*c) != except);
-                ids
+                st.identity.connections_of_users(&users)
             }
         };
-        server.reply_many(&ids, event, data);
+        self.deliver_here(&ids, event, data);
     }
 
     /// A notification from the site: `{"users": [23, "user5"], "data": {..}}`.
@@ -1289,7 +1343,11 @@ impl Hub {
             .append(&Self::room_stream(&room), &entry)?;
         let mut sent = entry;
         sent["id"] = json!(id.to_string());
-        self.publish(&self.members(&room), "chat.message", &sent, None)
+        self.publish(&self.members(&room), "chat.message", &sent, None)?;
+        // Answered like every other request, so that a sender can tell a message
+        // taken from one lost (its chat.message may come on another connection).
+        let _ = ctx.reply("chat.send", sent);
+        Ok(())
     }
 
     fn chat_history(&self, ctx: &Ctx, data: &Value) -> Outcome {

@@ -227,11 +227,10 @@ fn route(
     }
     match path {
         "/connections" => (200, &[], connections(server)),
-        "/health" => (
-            200,
-            &[],
-            json!({ "status": "ok", "connections": server.connection_count() }),
-        ),
+        "/health" => {
+            let (status, body) = server.health();
+            (status, &[], body)
+        }
         _ => (
             404,
             &[],

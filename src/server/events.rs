@@ -119,6 +119,7 @@ impl Server {
             reconnect_delay: (Duration::from_secs(1), Duration::from_secs(5)),
             upgrade: None,
             admin: None,
+            health: None,
         }
     }
 
@@ -156,11 +157,14 @@ pub struct Builder {
     reconnect_delay: (Duration, Duration),
     upgrade: Option<UpgradeHook>,
     admin: Option<AdminHook>,
+    health: Option<HealthHook>,
 }
 
 /// Decides on upgrade requests ([`Handler::on_upgrade`]).
 pub type UpgradeHook =
     Box<dyn Fn(&Request, &Offer, SocketAddr) -> Result<Accept, Reject> + Send + Sync>;
+/// Reports whether what the application depends on works ([`Handler::health`]).
+pub type HealthHook = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 /// Adds admin routes ([`Handler::on_admin`]).
 pub type AdminHook = Box<dyn Fn(&Server, &AdminRequest) -> Option<AdminResponse> + Send + Sync>;
 
@@ -207,6 +211,16 @@ impl Builder {
         self
     }
 
+    /// Reports what the application depends on to `GET /health`: `Err` with a reason
+    /// makes it answer 503. The hook must answer from what it knows, without blocking.
+    pub fn on_health(
+        mut self,
+        hook: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.health = Some(Box::new(hook));
+        self
+    }
+
     /// The delay, chosen at random in `min..=max` by each client, after which clients
     /// should come back when the server says `end`. Default 1 to 5 s: spread out, a
     /// restart does not come back as a stampede.
@@ -222,6 +236,7 @@ impl Builder {
             reconnect_delay: self.reconnect_delay,
             upgrade: self.upgrade,
             admin: self.admin,
+            health: self.health,
         };
         let wants_log = emitter.listeners.contains_key("log");
         let emitter = Arc::new(emitter);
@@ -246,6 +261,7 @@ struct Emitter {
     reconnect_delay: (Duration, Duration),
     upgrade: Option<UpgradeHook>,
     admin: Option<AdminHook>,
+    health: Option<HealthHook>,
 }
 
 /// The [`Handler`] behind [`Server::builder`]; the log hook shares the emitter.
@@ -352,6 +368,10 @@ impl Handler for Shared {
 
     fn on_admin(&self, server: &Server, request: &AdminRequest) -> Option<AdminResponse> {
         self.0.admin.as_ref().and_then(|hook| hook(server, request))
+    }
+
+    fn health(&self, _server: &Server) -> Result<(), String> {
+        self.0.health.as_ref().map_or(Ok(()), |hook| hook())
     }
 
     fn on_open(&self, server: &Server, conn: &Arc<Conn>) {

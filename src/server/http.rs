@@ -3,7 +3,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /health` | 200, `{"status":"ok","connections":N}`; 503 with `"status":"shutting_down"` once a shutdown started, so a load balancer stops sending clients |
+//! | `GET /health` | 200, `{"status":"ok","connections":N}`; 503 with `"status":"shutting_down"` once a shutdown started, so a load balancer stops sending clients, and 503 with `"status":"store_down"` and `"error"` while the store is down ([`super::Server::health`]) |
 //! | `GET /metrics` | 200, the Prometheus text format ([`super::metrics`]) |
 //! | `GET /client.js` | the browser client (`web/client.js`) |
 //! | `GET /` | a demo page on the browser client (`web/index.html`) |
@@ -72,16 +72,8 @@ fn route(server: &Server, method: &str, path: &str) -> (&'static str, u16, Vec<u
     }
     match known {
         "/health" => {
-            let (status, word) = if server.is_shutting_down() {
-                (503, "shutting_down")
-            } else {
-                (200, "ok")
-            };
-            let body = serde_json::json!({
-                "status": word,
-                "connections": server.connection_count(),
-            })
-            .to_string();
+            let (status, body) = server.health();
+            let body = body.to_string();
             (
                 known,
                 status,

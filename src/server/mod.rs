@@ -338,6 +338,13 @@ pub trait Handler: Send + Sync + 'static {
         None
     }
 
+    /// Whether what the handler depends on (a store) works, for `GET /health` on both
+    /// ports: `Err` with why not makes it answer 503 with the reason. It must not
+    /// block: it reports what is known, it does not go and ask.
+    fn health(&self, _server: &Server) -> Result<(), String> {
+        Ok(())
+    }
+
     /// A WebSocket connection is open.
     fn on_open(&self, _server: &Server, _conn: &Arc<Conn>) {}
 
@@ -483,6 +490,37 @@ impl Server {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// `GET /health`'s answer: its status and JSON body. 503 once a shutdown started
+    /// (so that a load balancer stops sending clients) or while the handler reports
+    /// what it depends on as down ([`Handler::health`]), with the reason.
+    pub fn health(&self) -> (u16, serde_json::Value) {
+        let connections = self.connection_count();
+        if self.is_shutting_down() {
+            return (
+                503,
+                serde_json::json!({ "status": "shutting_down", "connections": connections }),
+            );
+        }
+        let checked = guarded(&self.shared, None, "health", || {
+            self.shared.handler.health(self)
+        })
+        .unwrap_or_else(|| Err("the health check failed".into()));
+        match checked {
+            Ok(()) => (
+                200,
+                serde_json::json!({ "status": "ok", "connections": connections }),
+            ),
+            Err(why) => (
+                503,
+                serde_json::json!({
+                    "status": "store_down",
+                    "error": why,
+                    "connections": connections,
+                }),
+            ),
+        }
     }
 
     /// How many WebSocket connections are open.

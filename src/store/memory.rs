@@ -254,6 +254,10 @@ impl Bus for MemoryBus {
             .push(tx);
         Ok(rx)
     }
+
+    fn reaches_other_nodes(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

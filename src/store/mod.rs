@@ -169,6 +169,11 @@ pub trait Bus: Send + Sync {
     fn publish(&self, channel: &str, payload: &str) -> Result<(), Error>;
     /// Every later message on `channel`.
     fn subscribe(&self, channel: &str) -> Result<Receiver<String>, Error>;
+    /// Whether a message published here can reach another process (another node).
+    /// Default `true`; the memory bus reaches this process only.
+    fn reaches_other_nodes(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

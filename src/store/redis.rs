@@ -2,27 +2,142 @@
 //! history in streams (`XADD ... MAXLEN ~`, `XRANGE`), the bus with `PUBLISH` and
 //! `SUBSCRIBE`. Keys and values are exactly what a site writes; nothing is wrapped.
 //!
-//! Commands share one connection behind a lock; a command that fails drops it, and the
-//! next one connects again, so an outage costs the calls made during it
-//! ([`Error::Unavailable`]) and nothing after. Each subscription has its own
-//! connection and thread, which reconnects with backoff and subscribes again; it
-//! counts its subscriptions ([`RedisStore::subscriptions`]) so that the caller can see
-//! an outage end.
+//! Commands run on a small pool of connections. Every call has one deadline,
+//! [`Config::timeout`], that covers waiting for a free connection, connecting, and
+//! the round trip, so a Redis that hangs (stopped, overloaded, a network that drops
+//! packets) costs a caller at most that long. A connection that fails is dropped and
+//! the next call connects again. Once a call found Redis down, the store is marked
+//! down ([`RedisStore::health`]): until a call succeeds again, one call at a time
+//! tries Redis and the others fail at once with [`Error::Unavailable`], so that an
+//! outage does not make every handler wait out its deadline in turn.
+//!
+//! Each subscription has its own connection and thread, which reconnects with backoff
+//! and subscribes again; it counts its subscriptions ([`RedisStore::subscriptions`])
+//! so that the caller can see an outage end.
 
 use super::{Bus, EntryId, Error, History, KeyEvent, Sessions};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// What is left of `deadline`, or the error of a call that ran out of time.
+fn time_left(deadline: Instant) -> Result<Duration, Error> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left < Duration::from_millis(1) {
+        return Err(Error::Unavailable("Redis did not answer in time".into()));
+    }
+    Ok(left)
+}
+
+/// Clears the probing flag when the call that set it ends.
+struct Probe<'a>(&'a AtomicBool);
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// A pooled connection: the epoch it was made in, the line, and the socket timeout
+/// set on it.
+type Pooled = (u64, redis::Connection, Option<Duration>);
+
+/// Connections for commands: at most `size`, each used by one call at a time.
+struct Pool {
+    size: usize,
+    state: Mutex<PoolState>,
+    freed: Condvar,
+}
+
+struct PoolState {
+    idle: Vec<Pooled>,
+    /// Connections in use or idle, and places taken by calls about to connect.
+    taken: usize,
+}
+
+/// One place in the pool, held by one call: a connection, or none yet (the call
+/// connects). Dropping it gives the place back, with its connection if still good.
+struct Slot<'a> {
+    pool: &'a Pool,
+    conn: Option<Pooled>,
+}
+
+impl Pool {
+    fn new(size: usize) -> Pool {
+        Pool {
+            size,
+            state: Mutex::new(PoolState {
+                idle: Vec::new(),
+                taken: 0,
+            }),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A place, with an idle connection made since `epoch` if there is one; waits
+    /// for one to be given back until `deadline`.
+    fn take(&self, deadline: Instant, epoch: u64) -> Result<Slot<'_>, Error> {
+        let mut state = self.lock();
+        loop {
+            while let Some(pooled) = state.idle.pop() {
+                if pooled.0 >= epoch {
+                    return Ok(Slot {
+                        pool: self,
+                        conn: Some(pooled),
+                    });
+                }
+                // Made before Redis was last found dead: never used again.
+                state.taken -= 1;
+            }
+            if state.taken < self.size {
+                state.taken += 1;
+                return Ok(Slot {
+                    pool: self,
+                    conn: None,
+                });
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Unavailable(format!(
+                    "all {} Redis connections busy",
+                    self.size
+                )));
+            }
+            state = self
+                .freed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut state = self.pool.lock();
+        match self.conn.take() {
+            Some(pooled) => state.idle.push(pooled),
+            None => state.taken -= 1,
+        }
+        drop(state);
+        self.pool.freed.notify_one();
+    }
+}
 
 /// Settings of the Redis back end.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// `redis://host:port/db`.
     pub url: String,
-    /// Deadline of each connection attempt and each command. Default 2 s.
+    /// Time one call has in all: waiting for a pooled connection, connecting, and
+    /// the command's round trip. Default 2 s.
     pub timeout: Duration,
     /// Entries kept per history stream (`XADD MAXLEN ~`: Redis may keep a few more
     /// until a whole node of the stream can go). Default 1000.
@@ -75,15 +190,18 @@ pub struct RedisStore {
     config: Config,
     client: redis::Client,
     db: i64,
-    /// Each with the epoch it was made in.
-    conns: Vec<Mutex<Option<(u64, redis::Connection)>>>,
-    /// Where the next command starts looking for a free connection.
-    next: AtomicU64,
+    pool: Pool,
+    /// Why Redis was last found down, while it is; `None` once a call succeeded.
+    down: Mutex<Option<String>>,
+    /// A call is trying Redis while it is marked down; the others fail at once.
+    probing: AtomicBool,
     /// Advanced when a line to Redis is found dead (a command's, or a
     /// subscription's): connections made before are remade before their next use, as
     /// after a restart of Redis they all are.
     epoch: Arc<AtomicU64>,
     subscriptions: Arc<AtomicU64>,
+    /// Subscriptions lost and not back yet, with why.
+    lost: Arc<Mutex<std::collections::BTreeMap<String, String>>>,
     observer: Arc<Mutex<Option<Observer>>>,
     /// Cleared when the store is dropped, so that its subscription threads end (a
     /// thread waiting on a quiet channel would not notice otherwise).
@@ -116,17 +234,17 @@ impl RedisStore {
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| Error::Invalid(format!("{}: {e}", config.url)))?;
         let db = client.get_connection_info().redis_settings().db();
-        let conns = (0..config.connections.max(1))
-            .map(|_| Mutex::new(None))
-            .collect();
+        let pool = Pool::new(config.connections.max(1));
         Ok(RedisStore {
             config,
             client,
             db,
-            conns,
-            next: AtomicU64::new(0),
+            pool,
+            down: Mutex::new(None),
+            probing: AtomicBool::new(false),
             epoch: Arc::new(AtomicU64::new(0)),
             subscriptions: Arc::new(AtomicU64::new(0)),
+            lost: Arc::new(Mutex::new(std::collections::BTreeMap::new())),
             observer: Arc::new(Mutex::new(None)),
             open: Arc::new(AtomicBool::new(true)),
         })
@@ -144,43 +262,79 @@ impl RedisStore {
         self.subscriptions.load(Ordering::Relaxed)
     }
 
-    fn connect(&self) -> Result<redis::Connection, Error> {
+    /// Whether Redis answered the last call and every subscription is up: `Err`
+    /// with why not, while one of them is down.
+    pub fn health(&self) -> Result<(), String> {
+        if let Some(why) = &*self.down.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Err(why.clone());
+        }
+        let lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+        match lost.iter().next() {
+            Some((channel, why)) => Err(format!("subscription to {channel} lost: {why}")),
+            None => Ok(()),
+        }
+    }
+
+    fn connect(&self, deadline: Instant) -> Result<redis::Connection, Error> {
+        let left = time_left(deadline)?;
         let conn = self
             .client
-            .get_connection_with_timeout(self.config.timeout)
-            .map_err(unavailable)?;
-        conn.set_read_timeout(Some(self.config.timeout))
-            .map_err(unavailable)?;
-        conn.set_write_timeout(Some(self.config.timeout))
+            .get_connection_with_timeout(left)
             .map_err(unavailable)?;
         Ok(conn)
     }
 
-    /// Runs one command on the shared connection, connecting first if needed.
+    /// Runs one command, within the store's deadline.
     fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, Error> {
         self.run(|conn| cmd.query(conn))
     }
 
-    /// Runs `f` on the shared connection, connecting first if needed.
+    /// Runs `f` on a pooled connection, connecting first if needed, all within
+    /// [`Config::timeout`]. While Redis is marked down, only one call at a time tries.
     fn run<T>(
         &self,
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, Error> {
-        // The first free connection from a rotating start; if all are busy, wait
-        // for the one at the start.
-        let n = self.conns.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed) as usize % n;
-        let mut slot = (0..n)
-            .find_map(|i| self.conns[(start + i) % n].try_lock().ok())
-            .unwrap_or_else(|| self.conns[start].lock().unwrap_or_else(|p| p.into_inner()));
-        let epoch = self.epoch.load(Ordering::Relaxed);
-        if slot.as_ref().is_none_or(|(made, _)| *made < epoch) {
-            *slot = None;
-            *slot = Some((epoch, self.connect()?));
+        let down = self.down.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let _probe = match down {
+            None => None,
+            Some(why) => {
+                if self.probing.swap(true, Ordering::SeqCst) {
+                    return Err(Error::Unavailable(why));
+                }
+                Some(Probe(&self.probing))
+            }
+        };
+        let result = self.run_within(Instant::now() + self.config.timeout, f);
+        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        match &result {
+            Err(Error::Unavailable(why)) => *down = Some(why.clone()),
+            _ => *down = None,
         }
-        let Some((_, conn)) = slot.as_mut() else {
+        result
+    }
+
+    fn run_within<T>(
+        &self,
+        deadline: Instant,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, Error> {
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        let mut slot = self.pool.take(deadline, epoch)?;
+        if slot.conn.is_none() {
+            slot.conn = Some((epoch, self.connect(deadline)?, None));
+        }
+        let Some((_, conn, set)) = slot.conn.as_mut() else {
             return Err(Error::Unavailable("no connection".into()));
         };
+        // The socket's timeouts are what is left of the deadline, set again only when
+        // that changed by more than a few milliseconds (each is a system call).
+        let left = time_left(deadline)?;
+        if set.is_none_or(|t: Duration| t.abs_diff(left) > Duration::from_millis(5)) {
+            conn.set_read_timeout(Some(left)).map_err(unavailable)?;
+            conn.set_write_timeout(Some(left)).map_err(unavailable)?;
+            *set = Some(left);
+        }
         match f(conn) {
             Ok(v) => Ok(v),
             Err(e) => {
@@ -197,7 +351,7 @@ impl RedisStore {
                     // Redis is up but not serving (LOADING...): keep the line.
                     return Err(unavailable(e));
                 }
-                *slot = None;
+                slot.conn = None;
                 self.epoch.fetch_add(1, Ordering::Relaxed);
                 Err(unavailable(e))
             }
@@ -251,12 +405,23 @@ impl RedisStore {
         let observer = self.observer.clone();
         let open = self.open.clone();
         let epoch = self.epoch.clone();
+        let lost = self.lost.clone();
         let name = name.to_owned();
         thread::Builder::new()
             .name(format!("redis-sub {name}"))
             .stack_size(256 * 1024)
             .spawn(move || {
                 let report = |status: Status| {
+                    match &status {
+                        Status::Lost { channel, error } => {
+                            let mut lost = lost.lock().unwrap_or_else(|p| p.into_inner());
+                            lost.insert(channel.clone(), error.clone());
+                        }
+                        Status::Restored { channel } => {
+                            let mut lost = lost.lock().unwrap_or_else(|p| p.into_inner());
+                            lost.remove(channel);
+                        }
+                    }
                     let observer = observer.lock().unwrap_or_else(|p| p.into_inner()).clone();
                     if let Some(observer) = observer {
                         observer(status);
