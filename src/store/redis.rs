@@ -7,7 +7,7 @@
 //! the round trip, so a Redis that hangs (stopped, overloaded, a network that drops
 //! packets) costs a caller at most that long. A connection that fails is dropped and
 //! the next call connects again. Once a call found Redis down, the store is marked
-//! down ([`RedisStore::health`]): until a call succeeds again, one call at a time
+//! down ([`RedisStore::health`]): until a call succeeds again, one call every 500 ms
 //! tries Redis and the others fail at once with [`Error::Unavailable`], so that an
 //! outage does not make every handler wait out its deadline in turn.
 //!
@@ -23,6 +23,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// While Redis is down, one call in this time may try it; the others fail at once.
+const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+
 /// What is left of `deadline`, or the error of a call that ran out of time.
 fn time_left(deadline: Instant) -> Result<Duration, Error> {
     let left = deadline.saturating_duration_since(Instant::now());
@@ -30,6 +33,14 @@ fn time_left(deadline: Instant) -> Result<Duration, Error> {
         return Err(Error::Unavailable("Redis did not answer in time".into()));
     }
     Ok(left)
+}
+
+/// The socket timeout that keeps one call within `left`: half of it, since the redis
+/// crate's reply parser reads once more after a read that timed out (seen with strace
+/// against a redis-server stopped with SIGSTOP: two `recvfrom`, each waiting out the
+/// timeout, in the command and in the connection's setup alike).
+fn socket_timeout(left: Duration) -> Duration {
+    (left / 2).max(Duration::from_millis(1))
 }
 
 /// Clears the probing flag when the call that set it ends.
@@ -191,8 +202,9 @@ pub struct RedisStore {
     client: redis::Client,
     db: i64,
     pool: Pool,
-    /// Why Redis was last found down, while it is; `None` once a call succeeded.
-    down: Mutex<Option<String>>,
+    /// Why Redis was last found down, and when a call may try it again, while it is
+    /// down; `None` once a call succeeded.
+    down: Mutex<Option<(String, Instant)>>,
     /// A call is trying Redis while it is marked down; the others fail at once.
     probing: AtomicBool,
     /// Advanced when a line to Redis is found dead (a command's, or a
@@ -215,6 +227,9 @@ impl Drop for RedisStore {
 }
 
 fn unavailable(e: redis::RedisError) -> Error {
+    if e.is_timeout() {
+        return Error::Unavailable("Redis did not answer in time".into());
+    }
     Error::Unavailable(e.to_string())
 }
 
@@ -265,7 +280,7 @@ impl RedisStore {
     /// Whether Redis answered the last call and every subscription is up: `Err`
     /// with why not, while one of them is down.
     pub fn health(&self) -> Result<(), String> {
-        if let Some(why) = &*self.down.lock().unwrap_or_else(|p| p.into_inner()) {
+        if let Some((why, _)) = &*self.down.lock().unwrap_or_else(|p| p.into_inner()) {
             return Err(why.clone());
         }
         let lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
@@ -276,10 +291,9 @@ impl RedisStore {
     }
 
     fn connect(&self, deadline: Instant) -> Result<redis::Connection, Error> {
-        let left = time_left(deadline)?;
         let conn = self
             .client
-            .get_connection_with_timeout(left)
+            .get_connection_with_timeout(socket_timeout(time_left(deadline)?))
             .map_err(unavailable)?;
         Ok(conn)
     }
@@ -295,20 +309,26 @@ impl RedisStore {
         &self,
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, Error> {
-        let down = self.down.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let _probe = match down {
-            None => None,
-            Some(why) => {
-                if self.probing.swap(true, Ordering::SeqCst) {
-                    return Err(Error::Unavailable(why));
+        let now = Instant::now();
+        let _probe = {
+            let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+            match down.as_mut() {
+                None => None,
+                Some((why, next_try)) => {
+                    if now < *next_try || self.probing.swap(true, Ordering::SeqCst) {
+                        return Err(Error::Unavailable(why.clone()));
+                    }
+                    *next_try = now + PROBE_INTERVAL;
+                    Some(Probe(&self.probing))
                 }
-                Some(Probe(&self.probing))
             }
         };
-        let result = self.run_within(Instant::now() + self.config.timeout, f);
+        let result = self.run_within(now + self.config.timeout, f);
         let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
         match &result {
-            Err(Error::Unavailable(why)) => *down = Some(why.clone()),
+            Err(Error::Unavailable(why)) => {
+                *down = Some((why.clone(), Instant::now() + PROBE_INTERVAL));
+            }
             _ => *down = None,
         }
         result
@@ -329,7 +349,7 @@ impl RedisStore {
         };
         // The socket's timeouts are what is left of the deadline, set again only when
         // that changed by more than a few milliseconds (each is a system call).
-        let left = time_left(deadline)?;
+        let left = socket_timeout(time_left(deadline)?);
         if set.is_none_or(|t: Duration| t.abs_diff(left) > Duration::from_millis(5)) {
             conn.set_read_timeout(Some(left)).map_err(unavailable)?;
             conn.set_write_timeout(Some(left)).map_err(unavailable)?;

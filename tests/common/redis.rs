@@ -72,6 +72,17 @@ impl RedisServer {
         }
     }
 
+    /// Sends a signal (`"STOP"`, `"CONT"`) to the running redis-server: STOP makes it
+    /// hang with its port open, the way an overloaded or frozen Redis looks.
+    pub fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("redis-server is running");
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     /// Runs redis-cli against it, as a site's back end would write; returns stdout.
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
