@@ -60,9 +60,12 @@ fn next(c: &mut Client) -> (String, Value) {
     )
 }
 
-/// Reads until the server's close frame and returns its code.
+/// Reads until the server's close frame and returns its code; fails if none comes
+/// within `TIMEOUT` (pongs and other frames do not count).
 fn close_code(c: &mut Client) -> u16 {
+    let deadline = Instant::now() + TIMEOUT;
     loop {
+        assert!(Instant::now() < deadline, "no close frame in {TIMEOUT:?}");
         let f = c.recv().expect("a close frame");
         if f.opcode == CLOSE {
             return u16::from_be_bytes([f.payload[0], f.payload[1]]);
@@ -224,7 +227,7 @@ fn an_unfinished_message_is_closed_within_its_deadline() {
 #[test]
 fn an_empty_admin_token_is_refused() {
     for token in ["", "  "] {
-        let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args([
                 "serve",
                 "--listen",
@@ -234,8 +237,19 @@ fn an_empty_admin_token_is_refused() {
                 "--admin-token",
                 token,
             ])
-            .output()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
+        let exited = wait_until(Duration::from_secs(5), || {
+            child.try_wait().unwrap().is_some()
+        });
+        if !exited {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve started with the admin token {token:?}");
+        }
+        let out = child.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{out:?}");
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("empty"),
@@ -252,7 +266,16 @@ fn an_empty_admin_token_is_refused() {
         .build()
         .unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let e = server.run(listener).unwrap_err();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let running = server.clone();
+    let t = thread::spawn(move || tx.send(running.run(listener)).unwrap());
+    let Ok(result) = rx.recv_timeout(Duration::from_secs(5)) else {
+        server.shutdown();
+        t.join().unwrap();
+        panic!("the server ran with an empty admin token");
+    };
+    t.join().unwrap();
+    let e = result.unwrap_err();
     assert!(e.to_string().contains("empty"), "{e}");
 }
 
@@ -610,8 +633,10 @@ fn an_overflow_close_is_logged_with_its_real_cause() {
     let server = Server::start(&[
         "--mode",
         "broadcast",
+        // Large enough that the queue overflows only once the kernel's buffers for the
+        // stalled client are full: what is queued then stays queued.
         "--max-queue-bytes",
-        "65536",
+        "8388608",
         "--log-level",
         "debug",
     ]);
@@ -628,7 +653,7 @@ fn an_overflow_close_is_logged_with_its_real_cause() {
         while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
     });
     let payload = vec![b'x'; 32 * 1024];
-    for _ in 0..600 {
+    for _ in 0..1600 {
         sender.send_frame(true, 0, BINARY, &payload, Whole);
     }
     assert!(
@@ -643,7 +668,7 @@ fn an_overflow_close_is_logged_with_its_real_cause() {
         .find(|l| l.contains("close not completed in time"))
         .unwrap();
     assert!(
-        line.contains("code=1008") && line.contains("close_timeout=5s"),
+        line.contains(" warn ") && line.contains("code=1008") && line.contains("close_timeout=5s"),
         "{line}"
     );
     assert!(

@@ -1266,7 +1266,12 @@ impl Hub {
         let members = self.members(room);
         let data = json!({ "room": room, "users": members });
         if let Err(e) = self.publish(&members, "userlist", &data, None) {
-            self.log(Level::Warn, None, "userlist not sent", &[("error", &e)]);
+            self.log(
+                Level::Warn,
+                None,
+                "userlist not sent to other nodes",
+                &[("error", &e)],
+            );
         }
     }
 
