@@ -438,9 +438,7 @@ fn a_redis_hang_or_restart_loses_no_message_silently() {
     // Killed and started again (empty: the site writes its sessions again), and used
     // at once, before the subscriptions are back.
     redis.stop();
-    redis.restart();
-    redis.cli(&["SET", "session-store-a", "ann"]);
-    redis.cli(&["SET", "session-store-b", "bob"]);
+    redis.restart_with_keys(&[("session-store-a", "ann"), ("session-store-b", "bob")]);
     let restarted = Instant::now();
     while restarted.elapsed() < Duration::from_secs(2) {
         thread::sleep(Duration::from_millis(10));

@@ -1392,10 +1392,22 @@ impl Hub {
         let method = ctx.event().trim_start_matches("chat.");
         let action = Action::from_method(method)
             .ok_or_else(|| Error::BadRequest(format!("no such action {method}")))?;
-        let before = self.members(&room);
-        self.state()
-            .rooms
-            .moderate(&room, &actor, action, &target, |u| self.is_admin(u))?;
+        // The members before and after, read under the lock the moderation takes: read
+        // later, a join in between would count as this action's change.
+        let (before, changed) = {
+            let mut st = self.state();
+            let members = |st: &State| -> Vec<String> {
+                st.rooms
+                    .get(&room)
+                    .map(|r| r.members.iter().cloned().collect())
+                    .unwrap_or_default()
+            };
+            let before = members(&st);
+            st.rooms
+                .moderate(&room, &actor, action, &target, |u| self.is_admin(u))?;
+            let changed = members(&st) != before;
+            (before, changed)
+        };
         let mut told = before.clone();
         if !told.contains(&target) {
             told.push(target.clone());
@@ -1403,7 +1415,7 @@ impl Hub {
         let note = json!({ "room": room, "user": target, "by": actor });
         self.publish(&told, action.event(), &note, None)?;
         let _ = ctx.reply(ctx.event(), note);
-        if self.members(&room) != before {
+        if changed {
             self.send_userlist(&room);
         }
         Ok(())

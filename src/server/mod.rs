@@ -1374,14 +1374,26 @@ impl Input<'_> {
     /// what it holds at once, after its close frame is queued.
     fn over_budget(&self, total: u64) -> Option<End> {
         let shared = &self.server.shared;
-        let largest = {
+        let (largest, freeing) = {
             let registry = shared.registry.read().unwrap_or_else(|p| p.into_inner());
-            registry
+            // What connections already chosen will free once their readers end counts
+            // as freed: without this, every read while they wind down would choose
+            // one more.
+            let freeing: u64 = registry
+                .values()
+                .filter(|c| c.evicted.load(SeqCst))
+                .map(|c| c.held.load(SeqCst) as u64)
+                .sum();
+            let largest = registry
                 .values()
                 .filter(|c| !c.evicted.load(SeqCst))
                 .max_by_key(|c| c.held.load(SeqCst))
-                .cloned()
+                .cloned();
+            (largest, freeing)
         };
+        if total.saturating_sub(freeing) <= shared.config.max_buffered_bytes as u64 {
+            return None;
+        }
         let victim = match largest {
             Some(c) if c.held.load(SeqCst) > self.conn.held.load(SeqCst) => c,
             _ => self.conn.clone(),

@@ -23,6 +23,24 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// Why a call failed, for the store's view of Redis.
+enum Failure {
+    /// Every pooled connection stayed busy until the deadline: this node's load, not
+    /// Redis's state, which is left as it was.
+    Busy(Error),
+    /// Redis answered, refusing this one command or with a reply we cannot use: it is
+    /// up.
+    Answered(Error),
+    /// Redis did not answer, or could not be reached: it is marked down.
+    Down(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Down(e)
+    }
+}
+
 /// While Redis is down, one call in this time may try it; the others fail at once.
 const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -67,6 +85,9 @@ struct PoolState {
     idle: Vec<Pooled>,
     /// Connections in use or idle, and places taken by calls about to connect.
     taken: usize,
+    /// Calls waiting for a place: a place given back wakes one (a wake-up is a system
+    /// call, not spent when nobody waits).
+    waiting: usize,
 }
 
 /// One place in the pool, held by one call: a connection, or none yet (the call
@@ -83,6 +104,7 @@ impl Pool {
             state: Mutex::new(PoolState {
                 idle: Vec::new(),
                 taken: 0,
+                waiting: 0,
             }),
             freed: Condvar::new(),
         }
@@ -121,11 +143,13 @@ impl Pool {
                     self.size
                 )));
             }
+            state.waiting += 1;
             state = self
                 .freed
                 .wait_timeout(state, left)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+            state.waiting -= 1;
         }
     }
 }
@@ -137,8 +161,11 @@ impl Drop for Slot<'_> {
             Some(pooled) => state.idle.push(pooled),
             None => state.taken -= 1,
         }
+        let wake = state.waiting > 0;
         drop(state);
-        self.pool.freed.notify_one();
+        if wake {
+            self.pool.freed.notify_one();
+        }
     }
 }
 
@@ -204,9 +231,11 @@ pub struct RedisStore {
     pool: Pool,
     /// Why Redis was last found down, and when a call may try it again, while it is
     /// down; `None` once a call succeeded.
-    down: Mutex<Option<(String, Instant)>>,
+    down: Arc<Mutex<Option<(String, Instant)>>>,
     /// A call is trying Redis while it is marked down; the others fail at once.
     probing: AtomicBool,
+    /// Mirrors `down.is_some()`, so that a call while Redis is up takes no lock for it.
+    is_down: Arc<AtomicBool>,
     /// Advanced when a line to Redis is found dead (a command's, or a
     /// subscription's): connections made before are remade before their next use, as
     /// after a restart of Redis they all are.
@@ -255,8 +284,9 @@ impl RedisStore {
             client,
             db,
             pool,
-            down: Mutex::new(None),
+            down: Arc::new(Mutex::new(None)),
             probing: AtomicBool::new(false),
+            is_down: Arc::new(AtomicBool::new(false)),
             epoch: Arc::new(AtomicU64::new(0)),
             subscriptions: Arc::new(AtomicU64::new(0)),
             lost: Arc::new(Mutex::new(std::collections::BTreeMap::new())),
@@ -310,7 +340,10 @@ impl RedisStore {
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, Error> {
         let now = Instant::now();
-        let _probe = {
+        let was_down = self.is_down.load(Ordering::Acquire);
+        let _probe = if !was_down {
+            None
+        } else {
             let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
             match down.as_mut() {
                 None => None,
@@ -324,32 +357,43 @@ impl RedisStore {
             }
         };
         let result = self.run_within(now + self.config.timeout, f);
-        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
         match &result {
-            Err(Error::Unavailable(why)) => {
+            Err(Failure::Busy(_)) => {}
+            Err(Failure::Down(Error::Unavailable(why))) => {
+                let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
                 *down = Some((why.clone(), Instant::now() + PROBE_INTERVAL));
+                self.is_down.store(true, Ordering::Release);
             }
-            _ => *down = None,
+            _ if was_down || self.is_down.load(Ordering::Acquire) => {
+                let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+                *down = None;
+                self.is_down.store(false, Ordering::Release);
+            }
+            _ => {}
         }
-        result
+        result.map_err(|f| match f {
+            Failure::Busy(e) | Failure::Down(e) | Failure::Answered(e) => e,
+        })
     }
 
     fn run_within<T>(
         &self,
         deadline: Instant,
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
-    ) -> Result<T, Error> {
+    ) -> Result<T, Failure> {
         let epoch = self.epoch.load(Ordering::Relaxed);
-        let mut slot = self.pool.take(deadline, epoch)?;
+        // All connections busy until the deadline is this node's load, not Redis
+        // down: it refuses this call, and marks nothing.
+        let mut slot = self.pool.take(deadline, epoch).map_err(Failure::Busy)?;
         if slot.conn.is_none() {
             slot.conn = Some((epoch, self.connect(deadline)?, None));
         }
         let Some((_, conn, set)) = slot.conn.as_mut() else {
-            return Err(Error::Unavailable("no connection".into()));
+            return Err(Error::Unavailable("no connection".into()).into());
         };
         // The socket's timeouts are what is left of the deadline, set again only when
         // that changed by more than a few milliseconds (each is a system call).
-        let left = socket_timeout(time_left(deadline)?);
+        let left = socket_timeout(time_left(deadline).map_err(Failure::Busy)?);
         if set.is_none_or(|t: Duration| t.abs_diff(left) > Duration::from_millis(5)) {
             conn.set_read_timeout(Some(left)).map_err(unavailable)?;
             conn.set_write_timeout(Some(left)).map_err(unavailable)?;
@@ -365,15 +409,15 @@ impl RedisStore {
                     || e.kind() == redis::ErrorKind::UnexpectedReturnType
                     || refused_command(&e)
                 {
-                    return Err(Error::Invalid(e.to_string()));
+                    return Err(Failure::Answered(Error::Invalid(e.to_string())));
                 }
                 if !e.is_io_error() && e.code().is_some() {
                     // Redis is up but not serving (LOADING...): keep the line.
-                    return Err(unavailable(e));
+                    return Err(unavailable(e).into());
                 }
                 slot.conn = None;
                 self.epoch.fetch_add(1, Ordering::Relaxed);
-                Err(unavailable(e))
+                Err(unavailable(e).into())
             }
         }
     }
@@ -426,6 +470,8 @@ impl RedisStore {
         let open = self.open.clone();
         let epoch = self.epoch.clone();
         let lost = self.lost.clone();
+        let down = self.down.clone();
+        let is_down = self.is_down.clone();
         let name = name.to_owned();
         thread::Builder::new()
             .name(format!("redis-sub {name}"))
@@ -440,6 +486,11 @@ impl RedisStore {
                         Status::Restored { channel } => {
                             let mut lost = lost.lock().unwrap_or_else(|p| p.into_inner());
                             lost.remove(channel);
+                            // Redis answered this line: commands may try it at once
+                            // (the observer turns keyspace events on and reads the
+                            // sessions again, and must not be refused).
+                            *down.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                            is_down.store(false, Ordering::Release);
                         }
                     }
                     let observer = observer.lock().unwrap_or_else(|p| p.into_inner()).clone();

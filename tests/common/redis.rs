@@ -31,8 +31,59 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// Starts it again on the same port and writes `keys` on the first connection it
+    /// accepts, over raw RESP: before a client that was waiting for it (a
+    /// resubscribing node) can do the several round trips that reading them takes.
+    pub fn restart_with_keys(&mut self, keys: &[(&str, &str)]) {
+        use std::io::{Read, Write};
+        self.spawn();
+        let mut resp = String::new();
+        for (k, v) in keys {
+            resp.push_str(&format!(
+                "*3\r\n$3\r\nSET\r\n${}\r\n{k}\r\n${}\r\n{v}\r\n",
+                k.len(),
+                v.len()
+            ));
+        }
+        resp.push_str("*1\r\n$4\r\nPING\r\n");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(Instant::now() < deadline, "redis-server did not come up");
+            let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            };
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            if s.write_all(resp.as_bytes()).is_err() {
+                continue;
+            }
+            let mut got = Vec::new();
+            let mut buf = [0u8; 256];
+            while !got.ends_with(b"+PONG\r\n") {
+                match s.read(&mut buf) {
+                    Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                    _ => break,
+                }
+            }
+            if got.ends_with(b"+PONG\r\n") {
+                let oks = got.windows(5).filter(|w| w == b"+OK\r\n").count();
+                assert_eq!(oks, keys.len(), "{}", String::from_utf8_lossy(&got));
+                return;
+            }
+        }
+    }
+
     /// Starts it (again) on the same port; waits until it accepts connections.
     pub fn restart(&mut self) {
+        self.spawn();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.cli(&["PING"]).trim() != "PONG" {
+            assert!(Instant::now() < deadline, "redis-server did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn spawn(&mut self) {
         assert!(self.child.is_none(), "already running");
         let child = Command::new("redis-server")
             .args([
@@ -52,11 +103,6 @@ impl RedisServer {
                 panic!("cannot run redis-server ({e}); install it: apt-get install redis-server")
             });
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.cli(&["PING"]).trim() != "PONG" {
-            assert!(Instant::now() < deadline, "redis-server did not come up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 
     /// Stops it and waits until its port is closed.
