@@ -139,6 +139,15 @@ fn number<T: std::str::FromStr>(text: &str, name: &str) -> Result<T, String> {
         .map_err(|_| format!("{name}: '{text}' is not a number"))
 }
 
+/// A whole number of at least `min`.
+fn at_least(min: usize, text: &str, name: &str) -> Result<usize, String> {
+    let n: usize = number(text, name)?;
+    if n < min {
+        return Err(format!("{name}: at least {min}"));
+    }
+    Ok(n)
+}
+
 /// A positive number of seconds, up to a day.
 fn seconds(text: &str, name: &str) -> Result<Duration, String> {
     let secs: f64 = number(text, name)?;
@@ -172,18 +181,8 @@ fn server_option<'a>(
             let n: usize = number(value(it, arg)?, arg)?;
             config.max_json_values = (n > 0).then_some(n);
         }
-        "--max-handshakes" => {
-            config.max_handshakes = number(value(it, arg)?, arg)?;
-            if config.max_handshakes == 0 {
-                return Err(format!("{arg}: at least 1"));
-            }
-        }
-        "--max-admin-requests" => {
-            config.max_admin_requests = number(value(it, arg)?, arg)?;
-            if config.max_admin_requests == 0 {
-                return Err(format!("{arg}: at least 1"));
-            }
-        }
+        "--max-handshakes" => config.max_handshakes = at_least(1, value(it, arg)?, arg)?,
+        "--max-admin-requests" => config.max_admin_requests = at_least(1, value(it, arg)?, arg)?,
         "--bad-input-logs-per-minute" => {
             config.bad_input_logs_per_minute = number(value(it, arg)?, arg)?
         }
@@ -195,17 +194,9 @@ fn server_option<'a>(
             let n: u32 = number(value(it, arg)?, arg)?;
             config.max_messages_per_second = (n > 0).then_some(n);
         }
-        "--writer-threads" => {
-            config.writer_threads = number(value(it, arg)?, arg)?;
-            if config.writer_threads == 0 {
-                return Err(format!("{arg}: at least 1"));
-            }
-        }
+        "--writer-threads" => config.writer_threads = at_least(1, value(it, arg)?, arg)?,
         "--thread-stack-bytes" => {
-            config.thread_stack_bytes = number(value(it, arg)?, arg)?;
-            if config.thread_stack_bytes < 32 * 1024 {
-                return Err(format!("{arg}: at least 32768"));
-            }
+            config.thread_stack_bytes = at_least(32 * 1024, value(it, arg)?, arg)?
         }
         "--admin-listen" => config.admin_listen = Some(value(it, arg)?.to_owned()),
         "--admin-token" => {

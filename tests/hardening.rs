@@ -21,21 +21,6 @@ use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
 
-/// `switchboard serve` with an admin listener and `extra` options.
-fn serve(extra: &[&str]) -> (Server, SocketAddr) {
-    let mut args = vec![
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    let server = Server::start_program(env!("CARGO_BIN_EXE_switchboard"), &args);
-    let admin = admin_addr(&server);
-    (server, admin)
-}
-
 /// A line of /proc/PID/status, in bytes (`VmRSS`, `VmHWM`).
 fn memory(server: &Server, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
@@ -87,7 +72,7 @@ fn connect(addr: SocketAddr, target: &str) -> Client {
 /// it but with more JSON values than 4096 is refused before it is parsed.
 #[test]
 fn one_anonymous_client_cannot_take_the_memory() {
-    let (server, _) = serve(&[]);
+    let (server, _) = serve_on_memory(&[]);
     let before = memory(&server, "VmRSS");
     let head = br#"{"event":"whoami","data":[0"#;
     let fragment: Vec<u8> = b",0".repeat(512 * 1024);
@@ -196,7 +181,7 @@ fn ten_clients_cannot_hold_more_than_the_global_budget() {
 /// with 1008 once `--message-timeout` has passed.
 #[test]
 fn an_unfinished_message_is_closed_within_its_deadline() {
-    let (server, _) = serve(&["--message-timeout", "2"]);
+    let (server, _) = serve_on_memory(&["--message-timeout", "2"]);
     let mut c = connect(server.addr, "/");
     c.send_frame(false, 0, TEXT, &[b'x'; 1000], Whole);
     let started = Instant::now();
@@ -283,11 +268,12 @@ fn an_empty_admin_token_is_refused() {
 /// without the token is refused on its head, before a body it announced is read.
 #[test]
 fn the_admin_listener_answers_beside_idle_connections() {
-    let (server, admin) = serve(&["--admin-token", "s3cret"]);
+    let (server, admin) = serve_on_memory(&["--admin-token", "s3cret"]);
     let idle: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(admin).unwrap()).collect();
     let started = Instant::now();
     let (status, body) = admin_request(admin, "GET", "/stats", "", Some("s3cret"));
     assert_eq!(status, 200, "{body}");
+    eprintln!("/stats beside 3 idle connections: {:?}", started.elapsed());
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "{:?}",
@@ -330,6 +316,8 @@ fn request(c: &mut Client, event: &str, data: Value, answer: &str) -> (String, V
 struct Tally {
     acked: Vec<String>,
     refused: usize,
+    /// The longest a request took to be answered.
+    slowest: Duration,
 }
 
 /// Sends one private message and one chat message from `c`; every request must be
@@ -349,6 +337,7 @@ fn exchange(c: &mut Client, tally: &mut Tally, n: usize) {
         ),
     ] {
         let (name, data, took) = request(c, event, data, answer);
+        tally.slowest = tally.slowest.max(took);
         assert!(
             took < Duration::from_secs(3),
             "{event} answered after {took:?}"
@@ -371,7 +360,7 @@ fn exchange(c: &mut Client, tally: &mut Tally, n: usize) {
 fn a_redis_hang_or_restart_loses_no_message_silently() {
     let mut redis = RedisServer::start();
     let url = redis.url();
-    let (server, admin) = serve(&["--redis", &url]);
+    let (server, admin) = serve_on_memory(&["--redis", &url]);
     let sign_in = |session: &str, user: &str| {
         redis.cli(&["SET", &format!("session-store-{session}"), user]);
         let mut c = connect(server.addr, "/");
@@ -396,6 +385,7 @@ fn a_redis_hang_or_restart_loses_no_message_silently() {
     let mut anonymous = connect(server.addr, "/");
     let mut tally = Tally::default();
     let mut n = 0;
+    let mut slowest_free = Duration::ZERO;
 
     redis.signal("STOP");
     let stopped = Instant::now();
@@ -410,11 +400,9 @@ fn a_redis_hang_or_restart_loses_no_message_silently() {
         let started = Instant::now();
         let (status, _) = admin_request(admin, "GET", "/stats", "", None);
         assert_eq!(status, 200);
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            started.elapsed()
-        );
+        let stats_took = started.elapsed();
+        assert!(stats_took < Duration::from_secs(1), "{stats_took:?}");
+        slowest_free = slowest_free.max(took).max(stats_took);
         // An upgrade whose user must be checked in Redis: answered, 503, in time.
         let started = Instant::now();
         let mut c = Client::raw(server.addr);
@@ -434,6 +422,10 @@ fn a_redis_hang_or_restart_loses_no_message_silently() {
         admin_request(admin, "GET", "/health", "", None).0 == 200
     }));
     let during_stop = (tally.acked.len(), tally.refused);
+    eprintln!(
+        "during the stop: the slowest store request answered in {:?}, the slowest whoami or /stats in {:?}",
+        tally.slowest, slowest_free
+    );
 
     // Killed and started again (empty: the site writes its sessions again), and used
     // at once, before the subscriptions are back.
@@ -487,7 +479,7 @@ fn a_redis_hang_or_restart_loses_no_message_silently() {
 /// in the answer and in the log.
 #[test]
 fn bad_input_cannot_flood_the_log() {
-    let (server, _) = serve(&["--max-messages-per-second", "0"]);
+    let (server, _) = serve_on_memory(&["--max-messages-per-second", "0"]);
     let name = "n".repeat(200);
     thread::scope(|s| {
         for _ in 0..10 {
@@ -542,7 +534,7 @@ fn bad_input_cannot_flood_the_log() {
 /// Finding 7: with an allow-list, a handshake with two Origin headers is refused.
 #[test]
 fn two_origin_headers_are_refused() {
-    let (server, _) = serve(&["--origin", "https://good.example"]);
+    let (server, _) = serve_on_memory(&["--origin", "https://good.example"]);
     let status = |headers: &[(&str, &str)]| {
         let mut c = Client::raw(server.addr);
         let head = c.upgrade("/", headers);
@@ -570,7 +562,7 @@ fn two_origin_headers_are_refused() {
 /// the time, take none of the 10 connection slots: 7 real clients all get 101.
 #[test]
 fn slow_handshakes_do_not_take_connection_slots() {
-    let (server, _) = serve(&["--max-connections", "10", "--max-handshakes", "50"]);
+    let (server, _) = serve_on_memory(&["--max-connections", "10", "--max-handshakes", "50"]);
     let addr = server.addr;
     let slow = move || {
         let mut s = TcpStream::connect(addr).unwrap();
@@ -608,7 +600,7 @@ fn slow_handshakes_do_not_take_connection_slots() {
 /// Finding 9: a request whose lines end with a bare LF is answered 400 at once.
 #[test]
 fn a_bare_lf_request_gets_400_at_once() {
-    let (server, _) = serve(&[]);
+    let (server, _) = serve_on_memory(&[]);
     let started = Instant::now();
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(TIMEOUT)).unwrap();

@@ -19,22 +19,6 @@ fn serve(redis: &RedisServer, extra: &[&str]) -> (Server, SocketAddr) {
     serve_on_memory(&args)
 }
 
-/// `switchboard serve` on its embedded defaults (the memory store unless `extra` says
-/// `--redis`), with an admin listener and `extra` options.
-fn serve_on_memory(extra: &[&str]) -> (Server, SocketAddr) {
-    let mut args = vec![
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    let server = Server::start_program(env!("CARGO_BIN_EXE_switchboard"), &args);
-    let admin = admin_addr(&server);
-    (server, admin)
-}
-
 /// The status of an upgrade request, and the client when it was 101.
 fn upgrade(server: &Server, target: &str, headers: &[(&str, &str)]) -> (u16, String, Client) {
     let mut c = Client::raw(server.addr);

@@ -559,6 +559,22 @@ pub fn admin_addr(server: &Server) -> SocketAddr {
         .unwrap()
 }
 
+/// `switchboard serve` on its embedded defaults (the memory store unless `extra` says
+/// `--redis`), with an admin listener and `extra` options.
+pub fn serve_on_memory(extra: &[&str]) -> (Server, SocketAddr) {
+    let mut args = vec![
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let server = Server::start_program(env!("CARGO_BIN_EXE_switchboard"), &args);
+    let admin = admin_addr(&server);
+    (server, admin)
+}
+
 /// One request to the admin listener; returns the status and the body.
 pub fn admin_request(
     addr: SocketAddr,
