@@ -359,24 +359,16 @@ impl Hub {
     /// Logs a request that failed on the store, at most 60 lines a minute: during an
     /// outage every request fails, and the log must not grow with the request rate.
     fn store_failed(&self, conn: ConnId, why: &store::Error) {
-        let allowed = self
-            .store_log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        match allowed {
-            Some(0) => self.log(Level::Warn, Some(conn), "store failed", &[("error", why)]),
-            Some(n) => self.log(
-                Level::Warn,
-                Some(conn),
-                "store failed",
-                &[("error", why), ("suppressed_before", &n)],
-            ),
-            None => {
-                if let Some(server) = self.server() {
-                    crate::server::metrics::inc(&server.metrics().log_lines_suppressed);
-                }
-            }
+        let Some(server) = self.server() else { return };
+        let written = server.logger().log_within(
+            &self.store_log,
+            Level::Warn,
+            Some(conn),
+            "store failed",
+            &[("error", why)],
+        );
+        if !written {
+            crate::server::metrics::inc(&server.metrics().log_lines_suppressed);
         }
     }
 
@@ -942,23 +934,15 @@ impl Hub {
         data: &Value,
         except: Option<ConnId>,
     ) -> Outcome {
-        let ids = {
-            let st = self.state();
-            let mut ids = st.identity.connections_of_users(users);
-            ids.retain(|c| Some(*c) != except);
-            ids
-        };
+        let mut ids = self.held_by(Some(users));
+        ids.retain(|c| Some(*c) != except);
         self.deliver_here(&ids, event, data);
         self.forward(|| json!({ "node": self.node, "users": users, "event": event, "data": data }))
     }
 
     /// Sends `event` to every connection on every node that has a user.
     fn publish_all(&self, event: &str, data: &Value) -> Outcome {
-        let ids = {
-            let st = self.state();
-            st.identity.connections_of_users(&st.identity.users())
-        };
-        self.deliver_here(&ids, event, data);
+        self.deliver_here(&self.held_by(None), event, data);
         self.forward(|| json!({ "node": self.node, "all": true, "event": event, "data": data }))
     }
 
@@ -966,6 +950,16 @@ impl Hub {
     fn publish_kick(&self, user: &str, reason: &str) -> Outcome {
         self.kick_here(user, reason);
         self.forward(|| json!({ "node": self.node, "kick": user, "reason": reason }))
+    }
+
+    /// The connections of this node that belong to `users`, each once; `None`: those of
+    /// every user.
+    fn held_by(&self, users: Option<&[String]>) -> Vec<ConnId> {
+        let st = self.state();
+        match users {
+            Some(users) => st.identity.connections_of_users(users),
+            None => st.identity.connections_of_users(&st.identity.users()),
+        }
     }
 
     /// Delivers to connections of this node, straight to their queues: a delivery
@@ -1029,14 +1023,10 @@ impl Hub {
             self.count("bus_invalid");
             return;
         };
-        let ids: Vec<ConnId> = {
-            let st = self.state();
-            if m.get("all").and_then(Value::as_bool) == Some(true) {
-                st.identity.connections_of_users(&st.identity.users())
-            } else {
-                let users = user_list(m.get("users")).unwrap_or_default();
-                st.identity.connections_of_users(&users)
-            }
+        let ids = if m.get("all").and_then(Value::as_bool) == Some(true) {
+            self.held_by(None)
+        } else {
+            self.held_by(Some(&user_list(m.get("users")).unwrap_or_default()))
         };
         self.deliver_here(&ids, event, data);
     }
@@ -1055,7 +1045,7 @@ impl Hub {
         };
         self.count("notifications");
         let Some(server) = self.server() else { return };
-        let ids = self.state().identity.connections_of_users(&users);
+        let ids = self.held_by(Some(&users));
         server.reply_many(&ids, "message", &data);
     }
 

@@ -325,28 +325,22 @@ impl Emitter {
         let max = server.config().max_logged_input_bytes;
         let message = clip(message, max);
         let event = event.map(|e| clip(e, max));
-        let allowed = conn
-            .log_budget
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
         let mut data = json!({ "code": code, "message": message });
         if let Some(event) = &event {
             data["event"] = json!(event);
         }
         let _ = server.reply_one(conn, "error", &data);
-        let Some(suppressed) = allowed else {
+        let written = server.logger().log_within(
+            &conn.log_budget,
+            Level::Warn,
+            Some(conn.id()),
+            "bad input",
+            &[("code", &code), ("detail", &message)],
+        );
+        if !written {
             inc(&server.metrics().log_lines_suppressed);
             return;
-        };
-        let mut fields: Vec<(&'static str, &dyn std::fmt::Display)> =
-            vec![("code", &code), ("detail", &message)];
-        if suppressed > 0 {
-            fields.push(("suppressed_before", &suppressed));
         }
-        server
-            .logger()
-            .log(Level::Warn, Some(conn.id()), "bad input", &fields);
         if code != "internal_error" {
             self.emit(server, Some(conn), "error", &data);
         }

@@ -184,6 +184,31 @@ impl Logger {
     }
 
     /// Logs one record.
+    /// [`Logger::log`] if `budget` allows one more line, with `suppressed_before=N`
+    /// when lines were left out since the last one written. Returns whether it was
+    /// written; the caller counts the lines left out.
+    pub fn log_within(
+        &self,
+        budget: &std::sync::Mutex<LogBudget>,
+        level: Level,
+        conn: Option<u64>,
+        message: &str,
+        fields: &[(&'static str, &dyn std::fmt::Display)],
+    ) -> bool {
+        let allowed = budget.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(suppressed) = allowed else {
+            return false;
+        };
+        if suppressed == 0 {
+            self.log(level, conn, message, fields);
+        } else {
+            let mut all = fields.to_vec();
+            all.push(("suppressed_before", &suppressed));
+            self.log(level, conn, message, &all);
+        }
+        true
+    }
+
     pub fn log(
         &self,
         level: Level,

@@ -334,7 +334,8 @@ impl RedisStore {
     }
 
     /// Runs `f` on a pooled connection, connecting first if needed, all within
-    /// [`Config::timeout`]. While Redis is marked down, only one call at a time tries.
+    /// [`Config::timeout`]. While Redis is marked down, one call every
+    /// [`PROBE_INTERVAL`] tries it, and the others fail at once.
     fn run<T>(
         &self,
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
