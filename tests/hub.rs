@@ -51,7 +51,10 @@ fn next(c: &mut Client) -> (String, Value, Value) {
 /// The next message, which must be `event`; returns its data.
 fn expect(c: &mut Client, event: &str) -> Value {
     let (name, data, whole) = next(c);
-    assert_eq!(name, event, "{whole}");
+    if name != event {
+        // Whatever follows tells why the order was not the expected one.
+        panic!("expected {event}, got {whole}; then {:?}", c.what_follows());
+    }
     data
 }
 

@@ -198,6 +198,14 @@ impl Drop for Server {
             );
             let panics: Vec<&String> = stderr.iter().filter(|l| l.contains("panicked")).collect();
             assert!(panics.is_empty(), "the server panicked: {panics:?}");
+        } else {
+            // The test failed: what the server said is what explains it.
+            let stderr = self.stderr.snapshot();
+            let tail = &stderr[stderr.len().saturating_sub(40)..];
+            eprintln!("server stderr, last {} lines:", tail.len());
+            for line in tail {
+                eprintln!("  {line}");
+            }
         }
     }
 }
@@ -401,6 +409,18 @@ impl Client {
         while self.buf.len() < n {
             assert!(self.fill() > 0, "connection closed inside a frame");
         }
+    }
+
+    /// For a failing test's message: the bytes already read and whatever comes within
+    /// half a second, as text where they are text.
+    pub fn what_follows(&mut self) -> String {
+        let _ = self
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(500)));
+        let mut more = [0u8; 4096];
+        let n = self.stream.read(&mut more).unwrap_or(0);
+        self.buf.extend_from_slice(&more[..n]);
+        String::from_utf8_lossy(&self.buf).into_owned()
     }
 
     /// Reads one frame, or `None` if the server closed TCP first.
