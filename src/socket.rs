@@ -9,12 +9,13 @@
 //! [`accept`] and [`connect`] run the opening handshake over the stream; a stream that
 //! is already past it is wrapped with [`WebSocket::from_raw`].
 
-use crate::protocol::close::{self, CloseFrame};
-use crate::protocol::frame::{self, FrameHeader, OpCode, MAX_HEADER_BYTES};
+use crate::protocol::close;
+use crate::protocol::connection::{Connection, SendError};
+use crate::protocol::frame::{OpCode, COPY_PAYLOAD_BYTES, MAX_HEADER_BYTES};
 use crate::protocol::handshake::{
     self, HeadLimits, Offer, Request, RequestParser, Response, ResponseParser,
 };
-use crate::protocol::message::{Decoder, Event, FrameTrace, Limits, TRACE_PREVIEW_BYTES};
+use crate::protocol::message::{Event, FrameTrace, Limits};
 use crate::protocol::{self, Role, Status};
 use std::fmt;
 use std::fs::File;
@@ -92,16 +93,7 @@ pub enum Direction {
 /// Receives every frame in and out when tracing is on (`--trace-frames`).
 pub type Tracer = Box<dyn FnMut(Direction, &FrameTrace) + Send>;
 
-/// The RFC 6455 connection states (4.1, 7.1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    /// Data flows both ways.
-    Open,
-    /// We sent a close and wait for the peer's.
-    Closing,
-    /// Both closes were exchanged, or the connection failed.
-    Closed,
-}
+pub use crate::protocol::connection::State;
 
 /// Fills buffers from the operating system's random source, for masking keys (RFC 6455
 /// 5.3: keys "MUST be derived from a strong source of entropy") and handshake nonces.
@@ -137,9 +129,24 @@ impl Urandom {
     }
 }
 
-/// Payloads up to this size are copied next to their header and written with one
-/// `write`; longer ones go out with one `writev` of header and payload, uncopied.
-const COPY_PAYLOAD_BYTES: usize = 16 * 1024;
+/// Masking keys from [`Urandom`] (RFC 6455 5.3). Should the OS source fail, keys come
+/// from the standard library's randomly seeded SipHash over a counter: still
+/// unpredictable to the peer, which is what 5.3 asks of them.
+pub(crate) fn masking_keys() -> impl FnMut() -> [u8; 4] + Send {
+    use std::hash::BuildHasher;
+    let mut random = Urandom::new();
+    let fallback = std::collections::hash_map::RandomState::new();
+    let mut count = 0u64;
+    move || {
+        let mut key = [0u8; 4];
+        if random.fill(&mut key).is_err() {
+            count += 1;
+            let h = fallback.hash_one(count).to_le_bytes();
+            key.copy_from_slice(&h[..4]);
+        }
+        key
+    }
+}
 
 /// A write buffer grown past this by one large frame is given back afterwards.
 const KEEP_WRITE_BUFFER_BYTES: usize = 64 * 1024;
@@ -148,18 +155,15 @@ const KEEP_WRITE_BUFFER_BYTES: usize = 64 * 1024;
 /// however many frames one read answers.
 const FLUSH_AT_BYTES: usize = 64 * 1024;
 
-/// A WebSocket connection over a blocking stream.
+/// A WebSocket connection over a blocking stream: a [`Connection`] (every protocol
+/// decision) driven by reads and writes on `stream`.
 pub struct WebSocket<S> {
     stream: S,
-    role: Role,
     config: Config,
-    state: State,
-    decoder: Decoder,
+    conn: Connection,
     read_buf: Vec<u8>,
     read_pos: usize,
     read_len: usize,
-    write_buf: Vec<u8>,
-    random: Urandom,
     tracer: Option<Tracer>,
 }
 
@@ -175,35 +179,35 @@ impl<S: Read + Write> WebSocket<S> {
                 .max(MAX_HEADER_BYTES)
         ];
         read_buf[..leftover.len()].copy_from_slice(leftover);
+        let conn = match role {
+            Role::Server => Connection::server(config.limits),
+            Role::Client => Connection::client(config.limits, masking_keys()),
+        };
         WebSocket {
             stream,
-            role,
             config,
-            state: State::Open,
-            decoder: Decoder::new(role, config.limits),
+            conn,
             read_buf,
             read_pos: 0,
             read_len: leftover.len(),
-            write_buf: Vec::new(),
-            random: Urandom::new(),
             tracer: None,
         }
     }
 
     /// Calls `tracer` with every frame received and sent from now on.
     pub fn set_tracer(&mut self, tracer: Option<Tracer>) {
-        self.decoder.set_tracing(tracer.is_some());
+        self.conn.set_tracing(tracer.is_some());
         self.tracer = tracer;
     }
 
     /// The connection state.
     pub fn state(&self) -> State {
-        self.state
+        self.conn.state()
     }
 
     /// This end's role.
     pub fn role(&self) -> Role {
-        self.role
+        self.conn.role()
     }
 
     /// The underlying stream.
@@ -213,30 +217,40 @@ impl<S: Read + Write> WebSocket<S> {
 
     /// Reads the next message or control frame.
     ///
-    /// A ping is answered with a pong carrying its payload (5.5.2): the pong is queued
-    /// when the ping is returned and leaves with the next write or flush, at the latest
-    /// before this method next blocks. A close from the peer is echoed with its status code (5.5.1) before it
-    /// is returned; after that, [`Error::Closed`]. When the peer breaks a rule, the
-    /// connection is failed (7.1.7): a close frame with the matching code is sent and
-    /// [`Error::Protocol`] returned.
+    /// [`Connection`] decides the answers: a ping's pong (5.5.2) is queued when the
+    /// ping is returned and leaves with the next write or flush, at the latest before
+    /// this method next blocks. A close from the peer is echoed with its status code
+    /// (5.5.1) before it is returned; after that, [`Error::Closed`]. When the peer
+    /// breaks a rule, the connection is failed (7.1.7): a close frame with the
+    /// matching code is sent and [`Error::Protocol`] returned.
     pub fn read(&mut self) -> Result<Event, Error> {
         loop {
             // 1. Decode what the last read left in the buffer.
             while self.read_pos < self.read_len {
-                let decoded = self
-                    .decoder
-                    .decode(&self.read_buf[self.read_pos..self.read_len]);
-                self.emit_in_traces();
-                let (n, event) = match decoded {
-                    Ok(x) => x,
-                    Err(e) => return Err(self.fail(e)),
-                };
-                self.read_pos += n;
-                if let Some(event) = event {
-                    return self.on_event(event);
+                let received = self
+                    .conn
+                    .receive(&self.read_buf[self.read_pos..self.read_len]);
+                self.emit_traces();
+                match received {
+                    Ok((n, event)) => {
+                        self.read_pos += n;
+                        if let Some(event) = event {
+                            if matches!(event, Event::Close(_)) {
+                                self.flush()?;
+                            }
+                            return Ok(event);
+                        }
+                    }
+                    Err(e) => {
+                        // The peer already broke the protocol; if the close cannot be
+                        // written either, the error to report is still the peer's.
+                        let _ = self.flush();
+                        self.conn.terminate();
+                        return Err(Error::Protocol(e));
+                    }
                 }
             }
-            if self.state == State::Closed {
+            if self.conn.state() == State::Closed {
                 return Err(Error::Closed);
             }
             // 2. Everything queued goes out before we block: the answers to all the
@@ -251,7 +265,7 @@ impl<S: Read + Write> WebSocket<S> {
                 Err(e) => return Err(Error::Io(e)),
             };
             if n == 0 {
-                self.state = State::Closed;
+                self.conn.terminate();
                 return Err(Error::Io(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "peer closed TCP without a close frame",
@@ -261,54 +275,13 @@ impl<S: Read + Write> WebSocket<S> {
         }
     }
 
-    fn on_event(&mut self, event: Event) -> Result<Event, Error> {
-        match &event {
-            Event::Ping(payload) if self.state == State::Open => {
-                // Queued: it leaves with the next flush, at the latest before the
-                // next blocking read.
-                self.queue_frame(true, OpCode::Pong, payload)?;
-            }
-            Event::Close(frame) => {
-                if self.state == State::Open {
-                    // 5.5.1: "If an endpoint receives a Close frame and did not
-                    // previously send a Close frame, the endpoint MUST send a Close
-                    // frame in response ... typically echoing the status code it
-                    // received."
-                    let mut payload = Vec::new();
-                    if let Some(CloseFrame { code, .. }) = frame {
-                        close::encode_payload(*code, "", &mut payload);
-                    }
-                    self.send_close(&payload, State::Closed)?;
-                }
-                self.state = State::Closed;
-            }
-            _ => {}
-        }
-        Ok(event)
-    }
-
-    /// Fails the connection (7.1.7): sends a close with the error's code unless a close
-    /// was already sent, and returns the error.
-    fn fail(&mut self, e: protocol::Error) -> Error {
-        if self.state == State::Open {
-            let mut payload = Vec::new();
-            close::encode_payload(
-                e.close_code().unwrap_or(close::PROTOCOL_ERROR),
-                e.reason(),
-                &mut payload,
-            );
-            // The peer already broke the protocol; if this write fails too, the error
-            // to report is still the peer's.
-            let _ = self.send_close(&payload, State::Closed);
-        }
-        self.state = State::Closed;
-        Error::Protocol(e)
-    }
-
-    fn emit_in_traces(&mut self) {
+    fn emit_traces(&mut self) {
         if let Some(tracer) = self.tracer.as_mut() {
-            for t in self.decoder.take_traces() {
+            for t in self.conn.take_received_traces() {
                 tracer(Direction::In, &t);
+            }
+            for t in self.conn.take_sent_traces() {
+                tracer(Direction::Out, &t);
             }
         }
     }
@@ -346,20 +319,9 @@ impl<S: Read + Write> WebSocket<S> {
         data: &[u8],
         fragment_bytes: usize,
     ) -> Result<(), Error> {
-        if !matches!(opcode, OpCode::Text | OpCode::Binary) {
-            return Err(invalid_input(
-                "only text and binary messages are fragmented",
-            ));
-        }
-        let mut pieces = data.chunks(fragment_bytes.max(1)).peekable();
-        if pieces.peek().is_none() {
-            self.queue_frame(true, opcode, &[])?;
-        }
-        let mut op = opcode;
-        while let Some(piece) = pieces.next() {
-            self.queue_frame(pieces.peek().is_none(), op, piece)?;
-            op = OpCode::Continuation;
-        }
+        let sent = self.conn.send_fragmented(opcode, data, fragment_bytes);
+        self.emit_traces();
+        sent.map_err(refused)?;
         self.flush()
     }
 
@@ -375,17 +337,15 @@ impl<S: Read + Write> WebSocket<S> {
 
     /// Starts the closing handshake (7.1.2): sends a close and keeps reading until the
     /// peer's close arrives ([`WebSocket::read`] returns it). `code` must be valid on the
-    /// wire (7.4); the reason is cut to fit 123 bytes.
+    /// wire (7.4); the reason is cut to fit 123 bytes. Nothing is sent when a close
+    /// already went out.
     pub fn close(&mut self, code: u16, reason: &str) -> Result<(), Error> {
-        if self.state != State::Open {
-            return Ok(());
+        if code == close::NO_STATUS {
+            return Err(refused(SendError::BadCloseCode(code)));
         }
-        if !close::is_valid_wire_code(code) {
-            return Err(invalid_input("close code may not be sent"));
-        }
-        let mut payload = Vec::new();
-        close::encode_payload(code, reason, &mut payload);
-        self.send_close(&payload, State::Closing)
+        self.conn.close(code, reason).map_err(refused)?;
+        self.emit_traces();
+        self.flush()
     }
 
     /// Writes everything queued.
@@ -393,13 +353,14 @@ impl<S: Read + Write> WebSocket<S> {
     /// A write that fails (or times out) may have sent part of a frame, so nothing more
     /// can be sent on this stream: the state becomes `Closed`.
     pub fn flush(&mut self) -> Result<(), Error> {
-        if !self.write_buf.is_empty() {
-            if let Err(e) = self.stream.write_all(&self.write_buf) {
+        let out = self.conn.output();
+        if !out.is_empty() {
+            if let Err(e) = self.stream.write_all(out) {
                 return Err(self.write_failed(e));
             }
-            self.write_buf.clear();
-            if self.write_buf.capacity() > KEEP_WRITE_BUFFER_BYTES {
-                self.write_buf = Vec::new();
+            out.clear();
+            if out.capacity() > KEEP_WRITE_BUFFER_BYTES {
+                *out = Vec::new();
             }
         }
         self.stream.flush().map_err(|e| self.write_failed(e))
@@ -407,56 +368,30 @@ impl<S: Read + Write> WebSocket<S> {
 
     /// After a failed write the stream may end inside a frame: give up on it.
     fn write_failed(&mut self, e: io::Error) -> Error {
-        self.state = State::Closed;
-        self.write_buf.clear();
+        self.conn.terminate();
         Error::Io(e)
     }
 
     fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
-        if payload.len() > frame::MAX_CONTROL_PAYLOAD_BYTES {
-            return Err(invalid_input("control frame payload over 125 bytes"));
-        }
         self.queue_frame(true, opcode, payload)?;
         self.flush()
     }
 
-    /// Sends a close frame and moves to `next`. Called only while `Open`: a close is
-    /// sent at most once (5.5.1).
-    fn send_close(&mut self, payload: &[u8], next: State) -> Result<(), Error> {
-        let queued = self.queue_frame(true, OpCode::Close, payload);
-        self.state = next;
-        queued?;
-        self.flush()
-    }
-
-    /// Queues one frame (5.1: a client masks it with a fresh key from the OS; a server
-    /// never masks). Header and payload leave in the same system call: small frames are
-    /// copied into the queue; a large server frame goes out at once with one `writev`
-    /// of the queue, its header and its payload, uncopied.
+    /// Queues one frame ([`Connection::send`]: a client masks it with a fresh key, a
+    /// server never masks). Header and payload leave in the same system call: small
+    /// frames are copied into the queue; a large server frame goes out at once with
+    /// one `writev` of the queue, its header and its payload, uncopied.
     fn queue_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
-        if self.state != State::Open {
-            return Err(Error::Closed);
-        }
-        let masking_key = match self.role {
-            Role::Client => {
-                let mut key = [0u8; 4];
-                self.random.fill(&mut key)?;
-                Some(key)
-            }
-            Role::Server => None,
-        };
-        let header = FrameHeader::new(fin, opcode, masking_key, payload.len() as u64);
-        if let Some(tracer) = self.tracer.as_mut() {
-            let preview = payload[..payload.len().min(TRACE_PREVIEW_BYTES)].to_vec();
-            tracer(Direction::Out, &FrameTrace { header, preview });
-        }
-        if masking_key.is_none() && payload.len() > COPY_PAYLOAD_BYTES {
+        if self.conn.role() == Role::Server && payload.len() > COPY_PAYLOAD_BYTES {
+            let header = self.conn.send_header(fin, opcode, payload.len());
+            self.emit_traces();
+            let header = header.map_err(refused)?;
             let mut head = Vec::with_capacity(MAX_HEADER_BYTES);
             header.encode(&mut head);
             let written = write_all_vectored(
                 &mut self.stream,
                 &mut [
-                    IoSlice::new(&self.write_buf),
+                    IoSlice::new(self.conn.output()),
                     IoSlice::new(&head),
                     IoSlice::new(payload),
                 ],
@@ -464,19 +399,26 @@ impl<S: Read + Write> WebSocket<S> {
             if let Err(e) = written {
                 return Err(self.write_failed(e));
             }
-            self.write_buf.clear();
+            self.conn.output().clear();
             return Ok(());
         }
-        frame::encode_frame(&mut self.write_buf, fin, opcode, masking_key, payload);
-        if self.write_buf.len() >= FLUSH_AT_BYTES {
+        let sent = self.conn.send(fin, opcode, payload);
+        self.emit_traces();
+        sent.map_err(refused)?;
+        if self.conn.output().len() >= FLUSH_AT_BYTES {
             self.flush()?;
         }
         Ok(())
     }
 }
 
-fn invalid_input(what: &'static str) -> Error {
-    Error::Io(io::Error::new(io::ErrorKind::InvalidInput, what))
+/// What [`Connection`] refuses to send, as this layer's error: sending after a close
+/// is [`Error::Closed`]; the rest is the caller's mistake.
+fn refused(e: SendError) -> Error {
+    match e {
+        SendError::Closed => Error::Closed,
+        other => Error::Io(io::Error::new(io::ErrorKind::InvalidInput, other)),
+    }
 }
 
 /// `write_all` for a list of buffers: one `writev` when the kernel takes it all.
@@ -503,7 +445,7 @@ impl WebSocket<TcpStream> {
     pub fn close_and_wait(&mut self, code: u16, reason: &str) -> Result<(), Error> {
         self.close(code, reason)?;
         let deadline = Instant::now() + self.config.close_timeout;
-        while self.state == State::Closing {
+        while self.conn.state() == State::Closing {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -525,11 +467,11 @@ impl WebSocket<TcpStream> {
     /// drains until the server's FIN, then closes. Either waits at most
     /// `close_timeout`.
     pub fn shutdown(&mut self) {
-        if self.role == Role::Client {
+        if self.conn.role() == Role::Client {
             drain_until_eof(&self.stream, self.config.close_timeout);
         }
         linger_close(&self.stream, self.config.close_timeout);
-        self.state = State::Closed;
+        self.conn.terminate();
     }
 }
 
@@ -698,9 +640,30 @@ pub fn accept<S: Read + Write>(
     accept_with(stream, config, |_, _| None)
 }
 
-/// The client's opening handshake (4.1): sends a request for `target` on `host` with a
-/// fresh random key, offering `protocols`, and checks the response. Returns the
-/// socket, the response, and the subprotocol the server chose.
+/// The client's opening handshake (4.1) on `stream`: sends a request for `target` on
+/// `host` with a fresh random key, offering `protocols`, and checks the response.
+/// Returns the response, the subprotocol the server chose, and the bytes read past the
+/// response's head (frames the server sent at once).
+pub fn client_handshake<S: Read + Write>(
+    stream: &mut S,
+    host: &str,
+    target: &str,
+    protocols: &[&str],
+    head_limits: HeadLimits,
+) -> Result<(Response, Option<String>, Vec<u8>), Error> {
+    let mut nonce = [0u8; 16];
+    Urandom::new().fill(&mut nonce)?;
+    let (request, key) = handshake::encode_request(host, target, nonce, protocols, &[]);
+    stream.write_all(&request)?;
+    stream.flush()?;
+    let mut parser = ResponseParser::new(head_limits);
+    let (resp, leftover) = read_head(stream, |buf| parser.parse(buf))?;
+    let protocol = handshake::check_response(&resp, &key, protocols).map_err(Error::Protocol)?;
+    Ok((resp, protocol, leftover))
+}
+
+/// The client's opening handshake ([`client_handshake`]), then a [`WebSocket`] over
+/// `stream`. Returns the socket, the response, and the subprotocol the server chose.
 pub fn connect<S: Read + Write>(
     mut stream: S,
     host: &str,
@@ -708,14 +671,8 @@ pub fn connect<S: Read + Write>(
     protocols: &[&str],
     config: Config,
 ) -> Result<(WebSocket<S>, Response, Option<String>), Error> {
-    let mut nonce = [0u8; 16];
-    Urandom::new().fill(&mut nonce)?;
-    let (request, key) = handshake::encode_request(host, target, nonce, protocols, &[]);
-    stream.write_all(&request)?;
-    stream.flush()?;
-    let mut parser = ResponseParser::new(config.head_limits);
-    let (resp, leftover) = read_head(&mut stream, |buf| parser.parse(buf))?;
-    let protocol = handshake::check_response(&resp, &key, protocols).map_err(Error::Protocol)?;
+    let (resp, protocol, leftover) =
+        client_handshake(&mut stream, host, target, protocols, config.head_limits)?;
     let ws = WebSocket::from_raw(stream, Role::Client, config, &leftover);
     Ok((ws, resp, protocol))
 }
@@ -777,6 +734,8 @@ pub fn describe_frame(direction: Direction, t: &FrameTrace) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::close::CloseFrame;
+    use crate::protocol::frame::{self, FrameHeader};
     use std::io::Cursor;
 
     /// A stream that reads from a script and records what is written.
@@ -886,7 +845,8 @@ mod tests {
         ws.write_binary(&big).unwrap();
         let out = &ws.stream.output;
         assert_eq!(&out[..7], b"\x81\x05first");
-        assert_eq!(&out[7..11], &[0x82, 126, 0x40, 0x01]);
+        let len = (big.len() as u16).to_be_bytes();
+        assert_eq!(&out[7..11], &[0x82, 126, len[0], len[1]]);
         assert_eq!(
             out.len(),
             11 + big.len(),

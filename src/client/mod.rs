@@ -14,15 +14,16 @@
 
 use crate::envelope::{envelope, parse_envelope};
 use crate::protocol::close;
-use crate::protocol::frame::{encode_frame, OpCode};
-use crate::protocol::message::Event;
-use crate::socket::{self, Urandom, WebSocket};
+use crate::protocol::connection::{Connection, SendError, State};
+use crate::protocol::frame::OpCode;
+use crate::protocol::handshake::HeadLimits;
+use crate::protocol::message::{Event, Limits};
+use crate::socket::{self, Urandom};
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -150,46 +151,48 @@ impl Url {
     }
 }
 
-/// The socket seen by the reading [`WebSocket`]: reads from its own handle, writes
-/// (pongs, the close) through the lock the [`Sender`]s share.
-struct Duplex {
-    read: TcpStream,
-    write: Arc<Mutex<TcpStream>>,
+/// A client connection's [`Connection`] and the socket it writes to, shared by the
+/// reading thread (which decodes and sends the answers the connection owes) and every
+/// [`Sender`]. One lock for both: a frame is encoded and written whole before another
+/// thread's, and every decision about what may be sent is the connection's.
+struct Link {
+    conn: Connection,
+    write: TcpStream,
 }
 
-impl Read for Duplex {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read.read(buf)
-    }
-}
-
-impl Write for Duplex {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .write(buf)
-    }
-
-    /// One lock for the whole buffer: a frame is never cut by another thread's.
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.write
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .write_all(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
+impl Link {
+    /// Writes what the connection queued. A write that fails may have cut a frame:
+    /// nothing more is sent.
+    fn flush(&mut self) -> Result<(), Error> {
+        let out = self.conn.output();
+        if out.is_empty() {
+            return Ok(());
+        }
+        let written = self.write.write_all(out);
+        out.clear();
+        if let Err(e) = written {
+            self.conn.terminate();
+            return Err(e.into());
+        }
         Ok(())
+    }
+}
+
+/// What the connection refuses to send, as the client's error.
+fn refused(e: SendError) -> Error {
+    match e {
+        SendError::Closed => Error::Closed,
+        other => Error::Ws(socket::Error::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            other,
+        ))),
     }
 }
 
 /// The sending half of a [`Client`], for any thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Sender {
-    write: Arc<Mutex<TcpStream>>,
-    random: Arc<Mutex<Urandom>>,
-    open: Arc<AtomicBool>,
+    link: Arc<Mutex<Link>>,
 }
 
 impl Sender {
@@ -203,43 +206,68 @@ impl Sender {
         self.send(OpCode::Binary, data)
     }
 
+    /// Sends a message in frames of at most `fragment_bytes` payload each (5.4).
+    pub fn send_fragmented(
+        &self,
+        opcode: OpCode,
+        data: &[u8],
+        fragment_bytes: usize,
+    ) -> Result<(), Error> {
+        let mut link = self.lock();
+        link.conn
+            .send_fragmented(opcode, data, fragment_bytes)
+            .map_err(refused)?;
+        link.flush()
+    }
+
     /// Sends an event in the envelope `{"event": .., "data": ..}`.
     pub fn emit(&self, event: &str, data: &Value) -> Result<(), Error> {
         self.send_text(&envelope(event, data))
     }
 
+    /// Sends a ping (5.5.2) with at most 125 bytes of payload.
+    pub fn ping(&self, payload: &[u8]) -> Result<(), Error> {
+        self.send(OpCode::Ping, payload)
+    }
+
     /// Starts the closing handshake (RFC 6455 7.1.2) with `code`; the reading side
     /// then sees the server's close. Nothing more can be sent.
     pub fn close(&self, code: u16, reason: &str) -> Result<(), Error> {
-        let mut payload = Vec::new();
-        close::encode_payload(code, reason, &mut payload);
-        self.send(OpCode::Close, &payload)?;
-        self.open.store(false, Ordering::SeqCst);
-        Ok(())
+        let mut link = self.lock();
+        if code == close::NO_STATUS {
+            return Err(refused(SendError::BadCloseCode(code)));
+        }
+        link.conn.close(code, reason).map_err(refused)?;
+        link.flush()
+    }
+
+    /// Whether data may still be sent: no close went out and the connection stands.
+    pub fn is_open(&self) -> bool {
+        self.lock().conn.state() == State::Open
     }
 
     fn send(&self, opcode: OpCode, payload: &[u8]) -> Result<(), Error> {
-        if !self.open.load(Ordering::SeqCst) {
-            return Err(Error::Closed);
-        }
-        let mut key = [0u8; 4];
-        self.random
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .fill(&mut key)?;
-        let mut frame = Vec::with_capacity(payload.len() + 14);
-        encode_frame(&mut frame, true, opcode, Some(key), payload);
-        self.write
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .write_all(&frame)?;
-        Ok(())
+        let mut link = self.lock();
+        link.conn.send(true, opcode, payload).map_err(refused)?;
+        link.flush()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Link> {
+        // Every method leaves the link consistent before it can panic.
+        self.link.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
+/// Size of a client's read buffer: a whole 16 KiB message or many small frames per
+/// read.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+
 /// A blocking WebSocket client.
 pub struct Client {
-    ws: WebSocket<Duplex>,
+    read: TcpStream,
+    buf: Vec<u8>,
+    pos: usize,
+    len: usize,
     sender: Sender,
     protocol: Option<String>,
 }
@@ -253,6 +281,16 @@ impl Client {
     /// Connects offering `protocols` (`Sec-WebSocket-Protocol`), with a deadline for
     /// the TCP connection and one for the handshake.
     pub fn connect_with(url: &str, protocols: &[&str], timeout: Duration) -> Result<Client, Error> {
+        Client::connect_limited(url, protocols, timeout, Limits::default())
+    }
+
+    /// [`Client::connect_with`], receiving frames and messages up to `limits`.
+    pub fn connect_limited(
+        url: &str,
+        protocols: &[&str],
+        timeout: Duration,
+        limits: Limits,
+    ) -> Result<Client, Error> {
         let url = Url::parse(url)?;
         let addrs: Vec<_> = (url.host.as_str(), url.port).to_socket_addrs()?.collect();
         let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
@@ -266,29 +304,31 @@ impl Client {
                 Err(e) => last = e,
             }
         }
-        let stream = stream.ok_or(last)?;
+        let mut stream = stream.ok_or(last)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
-        let write = Arc::new(Mutex::new(stream.try_clone()?));
-        let duplex = Duplex {
-            read: stream,
-            write: write.clone(),
-        };
-        let (ws, _response, protocol) = socket::connect(
-            duplex,
+        let (_response, protocol, leftover) = socket::client_handshake(
+            &mut stream,
             &url.host_header(),
             &url.target,
             protocols,
-            socket::Config::default(),
+            HeadLimits::default(),
         )?;
-        ws.get_ref().read.set_read_timeout(None)?;
+        stream.set_read_timeout(None)?;
+        let mut buf = vec![0u8; READ_BUFFER_BYTES.max(leftover.len())];
+        buf[..leftover.len()].copy_from_slice(&leftover);
+        let link = Link {
+            conn: Connection::client(limits, socket::masking_keys()),
+            write: stream.try_clone()?,
+        };
         Ok(Client {
-            ws,
+            read: stream,
+            buf,
+            pos: 0,
+            len: leftover.len(),
             sender: Sender {
-                write,
-                random: Arc::new(Mutex::new(Urandom::new())),
-                open: Arc::new(AtomicBool::new(true)),
+                link: Arc::new(Mutex::new(link)),
             },
             protocol,
         })
@@ -314,41 +354,75 @@ impl Client {
         self.sender.emit(event, data)
     }
 
-    /// Waits for the next message or control frame. Pings are answered; a close is
-    /// answered and returned, after which nothing more can be sent.
+    /// Waits for the next message or control frame. The [`Connection`] answers: a
+    /// ping with a pong (5.5.2), a close with its echo (5.5.1), a broken rule with the
+    /// failing close (7.1.7); after a close nothing more can be sent.
     pub fn read(&mut self) -> Result<Event, Error> {
-        let event = self.ws.read().map_err(Error::Ws);
-        let over = match &event {
-            Ok(Event::Close(_)) => true,
-            Err(e) => !e.is_timeout(),
-            Ok(_) => false,
-        };
-        if over {
-            self.sender.open.store(false, Ordering::SeqCst);
+        loop {
+            while self.pos < self.len {
+                let mut link = self.sender.lock();
+                match link.conn.receive(&self.buf[self.pos..self.len]) {
+                    Ok((n, event)) => {
+                        self.pos += n;
+                        if let Some(event) = event {
+                            link.flush()?;
+                            return Ok(event);
+                        }
+                    }
+                    Err(e) => {
+                        let _ = link.flush();
+                        link.conn.terminate();
+                        return Err(Error::Ws(socket::Error::Protocol(e)));
+                    }
+                }
+            }
+            if self.sender.lock().conn.state() == State::Closed {
+                return Err(Error::Ws(socket::Error::Closed));
+            }
+            self.pos = 0;
+            self.len = 0;
+            match self.read.read(&mut self.buf) {
+                Ok(0) => {
+                    self.sender.lock().conn.terminate();
+                    return Err(Error::Ws(socket::Error::Io(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "peer closed TCP without a close frame",
+                    ))));
+                }
+                Ok(n) => self.len = n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let timeout = matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    );
+                    if !timeout {
+                        self.sender.lock().conn.terminate();
+                    }
+                    return Err(Error::Ws(socket::Error::Io(e)));
+                }
+            }
         }
-        event
     }
 
     /// Sets how long [`Client::read`] may wait (`None`: for ever).
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> Result<(), Error> {
-        Ok(self.ws.get_ref().read.set_read_timeout(timeout)?)
+        Ok(self.read.set_read_timeout(timeout)?)
     }
 
     /// Closes with `code` and waits up to 5 s for the server's close, then ends TCP.
     pub fn close(mut self, code: u16, reason: &str) -> Result<(), Error> {
-        self.sender.open.store(false, Ordering::SeqCst);
-        self.ws.close(code, reason)?;
+        self.sender.close(code, reason)?;
         self.set_read_timeout(Some(Duration::from_secs(5)))?;
-        while let Ok(event) = self.ws.read() {
+        while let Ok(event) = self.read() {
             if let Event::Close(_) = event {
                 break;
             }
         }
         // The server closes TCP first (7.1.1); then we do.
-        let read = &self.ws.get_ref().read;
         let mut sink = [0u8; 256];
-        while matches!((&*read).read(&mut sink), Ok(n) if n > 0) {}
-        let _ = read.shutdown(Shutdown::Both);
+        while matches!(self.read.read(&mut sink), Ok(n) if n > 0) {}
+        let _ = self.read.shutdown(Shutdown::Both);
         Ok(())
     }
 }

@@ -21,6 +21,13 @@ use super::{Error, Role, Status};
 /// The longest header: 2 bytes, 8 bytes of extended length, 4 bytes of masking key.
 pub const MAX_HEADER_BYTES: usize = 14;
 
+/// Payloads up to this size are copied next to their header, so that small frames
+/// coalesce into one buffer and leave in one write; longer ones are sent from their
+/// own buffer beside the header (`writev`), uncopied. One value for every sender in
+/// the crate. 4 KiB: above it the copy costs more than the extra iovec (a 16 KiB echo
+/// spent 8% of its time in `memmove` when it was copied).
+pub const COPY_PAYLOAD_BYTES: usize = 4 * 1024;
+
 /// The longest payload a control frame may carry (5.5).
 pub const MAX_CONTROL_PAYLOAD_BYTES: usize = 125;
 

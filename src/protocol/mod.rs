@@ -13,10 +13,12 @@
 //! | [`message`]   | 5.4, 5.5 | reassembly, interleaved control frames, limits |
 //! | [`utf8`]      | 8.1      | incremental UTF-8 validation that fails fast |
 //! | [`close`]     | 5.5.1, 7.4 | close codes and close payloads |
+//! | [`connection`] | 4.1, 5.5, 7.1 | the state machine: pongs, close echo, failing, the closing handshake |
 //!
 //! This module imports nothing else of the crate.
 
 pub mod close;
+pub mod connection;
 pub mod frame;
 pub mod handshake;
 pub mod mask;

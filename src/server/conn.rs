@@ -22,9 +22,10 @@
 use super::metrics::{add, inc};
 use super::{Error, Shared};
 use crate::protocol::close;
-use crate::protocol::frame::{FrameHeader, OpCode, MAX_HEADER_BYTES};
+use crate::protocol::connection::{Lifecycle, Reply};
+use crate::protocol::frame::{FrameHeader, OpCode, COPY_PAYLOAD_BYTES, MAX_HEADER_BYTES};
 use crate::protocol::handshake::Request;
-use crate::protocol::message::{FrameTrace, TRACE_PREVIEW_BYTES};
+use crate::protocol::message::{Event, FrameTrace, TRACE_PREVIEW_BYTES};
 use crate::socket::{describe_frame, Direction};
 use crate::sys;
 use std::cell::Cell;
@@ -36,9 +37,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-/// Payloads up to this size are copied next to their header into one buffer; larger
-/// ones are queued as they are and sent with their header in one `writev`.
-const COPY_PAYLOAD_BYTES: usize = 4 * 1024;
 /// A run of small frames is coalesced into one buffer up to this size.
 const COALESCE_BYTES: usize = 64 * 1024;
 /// At most this many buffers go into one `sendmsg`. The array lives on the reader
@@ -132,17 +130,6 @@ impl Chunk {
     }
 }
 
-/// Where the connection's sending side stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Phase {
-    /// Data frames are accepted.
-    Open,
-    /// A close frame is queued or sent; nothing more is accepted.
-    Closing,
-    /// Nothing more is written: the connection is over or its socket failed.
-    Done,
-}
-
 #[derive(Debug)]
 pub(super) struct Outbound {
     chunks: VecDeque<Chunk>,
@@ -150,9 +137,11 @@ pub(super) struct Outbound {
     front_sent: usize,
     /// Bytes queued and not yet sent.
     pub(super) queued: usize,
-    pub(super) phase: Phase,
-    /// The close code we sent, once one is queued.
-    pub(super) close_sent: Option<u16>,
+    /// The protocol's state machine: which closes went out and came in, and so
+    /// whether data frames are still accepted (5.5.1).
+    pub(super) lifecycle: Lifecycle,
+    /// Nothing more is written: the connection is over or its socket failed.
+    pub(super) done: bool,
     /// A close started by this server must be answered by then, or TCP is dropped.
     pub(super) close_deadline: Option<Instant>,
     /// The connection sits in its writer thread's set.
@@ -185,8 +174,8 @@ impl Outbound {
             chunks: VecDeque::new(),
             front_sent: 0,
             queued: 0,
-            phase: Phase::Open,
-            close_sent: None,
+            lifecycle: Lifecycle::new(),
+            done: false,
             close_deadline: None,
             scheduled: false,
             blocked_since: None,
@@ -314,7 +303,7 @@ pub struct Conn {
     handshake: Handshake,
     pub(super) stream: TcpStream,
     out: Mutex<Outbound>,
-    /// Mirrors `out.phase == Phase::Open`, so that the reader can check it for every
+    /// Mirrors `out.lifecycle.is_open()`, so that the reader can check it for every
     /// message without taking the lock.
     open: AtomicBool,
     pub(super) shared: Arc<Shared>,
@@ -381,9 +370,10 @@ impl Conn {
         self.open.load(Ordering::Acquire)
     }
 
-    /// Leaves the open phase (a connection never comes back to it).
-    fn set_phase(&self, out: &mut Outbound, phase: Phase) {
-        out.phase = phase;
+    /// Nothing more is written: the connection is over or its socket failed.
+    fn set_done(&self, out: &mut Outbound) {
+        out.done = true;
+        out.lifecycle.terminate();
         self.open.store(false, Ordering::Release);
     }
 
@@ -503,7 +493,7 @@ impl Conn {
         let own = self.on_reader_thread();
         let metrics = &self.shared.metrics;
         let mut out = self.lock();
-        if out.phase != Phase::Open {
+        if !out.lifecycle.is_open() {
             inc(&metrics.dropped_after_close);
             return Err(Error::Closed);
         }
@@ -535,7 +525,7 @@ impl Conn {
             // this connection's handler). The reader waits for room before its next read.
             if out.queued >= READER_FLUSH_BYTES && !out.scheduled {
                 if let Drained::Failed(e) = self.drain(&mut out) {
-                    self.set_phase(&mut out, Phase::Done);
+                    self.set_done(&mut out);
                     drop(out);
                     let _ = self.stream.shutdown(Shutdown::Both);
                     return Err(Error::Io(e));
@@ -557,7 +547,7 @@ impl Conn {
     /// answer before TCP is dropped. Returns `false` when a close was already under way.
     pub fn close(self: &Arc<Self>, code: u16, reason: &str) -> bool {
         let mut out = self.lock();
-        if out.phase != Phase::Open {
+        if !out.lifecycle.is_open() {
             return false;
         }
         let hand_over = self.start_close(&mut out, code, reason);
@@ -576,34 +566,50 @@ impl Conn {
     /// (it was not the writer's already).
     #[must_use]
     fn start_close(&self, out: &mut Outbound, code: u16, reason: &str) -> bool {
-        self.queue_close(out, Some(code), reason);
+        self.queue_close(out, code, reason);
         out.close_deadline = Some(Instant::now() + self.shared.config.ws.close_timeout);
         !std::mem::replace(&mut out.scheduled, true)
     }
 
-    /// Queues the close frame that ends a connection from its reader thread: the
-    /// echo of the peer's close (5.5.1), or the code of a rule it broke. Nothing is
-    /// queued if a close was already sent.
-    pub(super) fn close_from_reader(&self, code: Option<u16>, reason: &str) {
+    /// Answers the peer's close (5.5.1) from the reader thread, as the connection's
+    /// [`Lifecycle`] decides: an echo of its code while open, nothing after our own.
+    pub(super) fn peer_closed(&self, code: Option<u16>) {
         let mut out = self.lock();
-        if out.phase != Phase::Open {
-            return;
-        }
-        self.queue_close(&mut out, code, reason);
+        let reply = out.lifecycle.peer_closed(code);
+        self.queue_reply(&mut out, reply);
     }
 
-    /// Queues a close frame with `code` (none: an empty payload, 1005 in our records)
-    /// and stops accepting data frames (5.5.1).
-    fn queue_close(&self, out: &mut Outbound, code: Option<u16>, reason: &str) {
-        let mut payload = Vec::new();
-        if let Some(code) = code {
-            close::encode_payload(code, reason, &mut payload);
+    /// Fails the connection from its reader thread (7.1.7): a close with `code`, unless
+    /// one was already sent.
+    pub(super) fn fail(&self, code: u16, reason: &str) {
+        let mut out = self.lock();
+        let reply = out.lifecycle.fail_with(code, reason);
+        self.queue_reply(&mut out, reply);
+    }
+
+    /// The pong a ping calls for (5.5.2), as the [`Lifecycle`] decides: none once a
+    /// close went out. Queued with the other answers before the next blocking read.
+    pub(super) fn answer_ping(self: &Arc<Self>, ping: &Event) {
+        let reply = self.lock().lifecycle.received(ping);
+        if let Some(reply) = reply {
+            let _ = self.send_control(reply.opcode(), reply.payload());
         }
-        let header = FrameHeader::new(true, OpCode::Close, None, payload.len() as u64);
-        self.trace_out(header, &payload);
-        out.push_small(&header, &payload);
-        self.set_phase(out, Phase::Closing);
-        out.close_sent = Some(code.unwrap_or(close::NO_STATUS));
+    }
+
+    /// Queues a close frame with `code` and stops accepting data frames (5.5.1).
+    fn queue_close(&self, out: &mut Outbound, code: u16, reason: &str) {
+        // Codes here are the server's own constants, all valid on the wire.
+        let reply = out.lifecycle.close(code, reason).ok().flatten();
+        self.queue_reply(out, reply);
+    }
+
+    /// Queues a close the [`Lifecycle`] produced, after everything queued before it.
+    fn queue_reply(&self, out: &mut Outbound, reply: Option<Reply>) {
+        self.open.store(out.lifecycle.is_open(), Ordering::Release);
+        let Some(reply) = reply else { return };
+        let header = FrameHeader::new(true, reply.opcode(), None, reply.payload().len() as u64);
+        self.trace_out(header, reply.payload());
+        out.push_small(&header, reply.payload());
     }
 
     /// Hands the connection to its writer thread. Takes the `Arc` itself rather than
@@ -627,14 +633,14 @@ impl Conn {
         loop {
             let mut out = self.lock();
             spent.append(&mut out.spent);
-            if out.is_empty() || out.phase == Phase::Done {
+            if out.is_empty() || out.done {
                 return Ok(());
             }
             if !out.scheduled || out.queued > limit {
                 match self.drain(&mut out) {
                     Drained::Empty => return Ok(()),
                     Drained::Failed(e) => {
-                        self.set_phase(&mut out, Phase::Done);
+                        self.set_done(&mut out);
                         drop(out);
                         let _ = self.stream.shutdown(Shutdown::Both);
                         return Err(Error::Io(e));
@@ -674,13 +680,13 @@ impl Conn {
     pub(super) fn flush_until(&self, deadline: Instant) -> Result<(), Error> {
         loop {
             let mut out = self.lock();
-            if out.phase == Phase::Done {
+            if out.done {
                 return Err(Error::Closed);
             }
             match self.drain(&mut out) {
                 Drained::Empty => return Ok(()),
                 Drained::Failed(e) => {
-                    self.set_phase(&mut out, Phase::Done);
+                    self.set_done(&mut out);
                     return Err(Error::Io(e));
                 }
                 Drained::Blocked => {}
@@ -719,7 +725,7 @@ impl Conn {
     /// of TCP are shut, which also wakes its reader thread.
     pub(super) fn abort(&self) {
         let mut out = self.lock();
-        self.set_phase(&mut out, Phase::Done);
+        self.set_done(&mut out);
         out.chunks.clear();
         out.queued = 0;
         out.front_sent = 0;
@@ -749,7 +755,7 @@ impl Conn {
     /// Marks the sending side over: the writer drops the connection from its set.
     pub(super) fn finish(&self) {
         let mut out = self.lock();
-        self.set_phase(&mut out, Phase::Done);
+        self.set_done(&mut out);
         out.chunks.clear();
         out.queued = 0;
     }

@@ -321,10 +321,8 @@ impl Input<'_> {
                 None => continue,
                 Some(Event::Text(t)) => Message::Text(t),
                 Some(Event::Binary(b)) => Message::Binary(b),
-                Some(Event::Ping(payload)) => {
-                    // 5.5.2: answered with a pong carrying the same payload. Sent
-                    // with the other answers before the next blocking read.
-                    let _ = conn.send_control(OpCode::Pong, &payload);
+                Some(ping @ Event::Ping(_)) => {
+                    conn.answer_ping(&ping);
                     continue;
                 }
                 Some(Event::Pong(_)) => continue,
@@ -482,26 +480,18 @@ impl Heartbeat {
 pub(super) fn end_connection(server: &Server, conn: &Arc<Conn>, end: End) {
     let shared = &server.shared;
     let config = &shared.config;
-    let (code, reason) = match &end {
-        End::PeerClosed(code) => (*code, ""),
-        End::Failed(e) => (e.close_code(), e.close_reason()),
-        End::Gone(_) => (None, ""),
-    };
-    // The code counted: the one we sent if we closed first, else the peer's.
-    let sent_first = conn.lock().close_sent;
+    // The connection's Lifecycle decides what goes out: the echo of the peer's close
+    // (5.5.1), or the failing close (7.1.7), unless a close was already sent; and the
+    // code counted, ours if we closed first, else the peer's, else 1006.
     match &end {
-        // 5.5.1: answer the peer's close, echoing its code.
-        End::PeerClosed(_) => conn.close_from_reader(code, ""),
-        End::Failed(_) => conn.close_from_reader(code, reason),
+        End::PeerClosed(code) => conn.peer_closed(*code),
+        End::Failed(e) => conn.fail(
+            e.close_code().unwrap_or(close::INTERNAL_ERROR),
+            e.close_reason(),
+        ),
         End::Gone(_) => {}
     }
-    let close_code = match (&end, sent_first) {
-        (_, Some(sent)) => sent,
-        (End::PeerClosed(Some(code)), None) => *code,
-        (End::PeerClosed(None), None) => close::NO_STATUS,
-        (End::Failed(e), None) => e.close_code().unwrap_or(close::ABNORMAL),
-        (End::Gone(_), None) => close::ABNORMAL,
-    };
+    let close_code = conn.lock().lifecycle.close_code();
     // Out of the registry first, so that broadcasts stop queuing to it.
     shared
         .registry

@@ -12,7 +12,7 @@
 //!
 //! Connections are spread over [`super::Config::writer_threads`] writers by id.
 
-use super::conn::{Conn, Drained, Phase};
+use super::conn::{Conn, Drained};
 use super::Shared;
 use crate::protocol::close;
 use crate::sys::{self, PollFd, POLLIN, POLLOUT};
@@ -147,7 +147,7 @@ pub(super) fn run(index: usize, shared: Weak<Shared>) {
             // once, for ever). A member whose queue someone else emptied is woken at
             // once and leaves the set.
             let out = conn.lock();
-            let events = if out.is_empty() && out.phase != Phase::Open {
+            let events = if out.is_empty() && !out.lifecycle.is_open() {
                 0
             } else {
                 POLLOUT
@@ -206,7 +206,7 @@ fn service(conn: &Arc<Conn>, ready: bool, now: Instant) -> Keep {
         );
         out = conn.lock();
     }
-    if out.phase == Phase::Done {
+    if out.done {
         out.scheduled = false;
         return Keep::Drop;
     }
@@ -239,7 +239,7 @@ fn service(conn: &Arc<Conn>, ready: bool, now: Instant) -> Keep {
             // has `write_timeout`. The log line names the one that fired.
             let closing = out.close_deadline.is_some_and(|c| c <= now);
             let queued = out.queued;
-            let code = out.close_sent;
+            let code = out.lifecycle.close_sent();
             drop(out);
             if closing {
                 let level = if queued > 0 {
