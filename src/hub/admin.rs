@@ -1,0 +1,84 @@
+//! The admin module: events for users the site lists as admins.
+
+use super::*;
+
+impl Hub {
+    pub(super) fn stats(&self) -> Value {
+        let st = self.state();
+        json!({
+            "node": self.node,
+            "connections": st.identity.len(),
+            "users": st.identity.users().len(),
+            "sessions": st.identity.sessions().len(),
+            "rooms": st.rooms.names().len(),
+        })
+    }
+
+    pub(super) fn admin_stats(&self, ctx: &Ctx, _: &Value) -> Outcome {
+        self.admin_of(ctx)?;
+        let _ = ctx.reply("admin.stats", self.stats());
+        Ok(())
+    }
+
+    /// Every connection with its session, user and handshake.
+    pub(super) fn listing(&self, server: &Server) -> Value {
+        let mut conns = server.connections();
+        conns.sort_by_key(|c| c.id());
+        let st = self.state();
+        Value::Array(
+            conns
+                .iter()
+                .map(|c| {
+                    let m = st.identity.member(c.id()).cloned().unwrap_or_default();
+                    json!({
+                        "connectionId": c.id(),
+                        "sessionId": m.session.as_deref().unwrap_or("__nosession__"),
+                        "userId": m.user.as_deref().unwrap_or("__nouser__"),
+                        "softId": m.soft_id,
+                        "handshake": describe(c),
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    pub(super) fn admin_connections(&self, ctx: &Ctx, _: &Value) -> Outcome {
+        self.admin_of(ctx)?;
+        let _ = ctx.reply("admin.connections", self.listing(ctx.server()));
+        Ok(())
+    }
+
+    /// `admin.kick` `{"user": id, "reason": text?}`: every connection of the user, on
+    /// every node, is closed with [`KICKED`].
+    pub(super) fn admin_kick(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        self.admin_of(ctx)?;
+        let user = self.id_field(data, "user")?;
+        let reason = data
+            .get("reason")
+            .and_then(Value::as_str)
+            .unwrap_or("kicked by an admin");
+        // A close reason is at most 123 bytes (RFC 6455 5.5.1).
+        let reason: String = reason.chars().take(60).collect();
+        self.publish_kick(&user, &reason)?;
+        let _ = ctx.reply("admin.kick", json!({ "user": user }));
+        Ok(())
+    }
+
+    /// `admin.broadcast` `{"text": .., "data": ..}`: a `broadcast` event to every
+    /// connection with a user, on every node.
+    pub(super) fn admin_broadcast(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        let from = self.admin_of(ctx)?;
+        let text = data.get("text").and_then(Value::as_str);
+        if text.is_some_and(|t| t.chars().count() > self.config.max_text_chars) {
+            return Err(Error::BadRequest("\"text\" is too long".into()));
+        }
+        if text.is_none() && data.get("data").is_none_or(Value::is_null) {
+            return Err(Error::BadRequest("\"text\" or \"data\" is required".into()));
+        }
+        let out =
+            json!({ "from": from, "time": now_iso8601(), "text": text, "data": data.get("data") });
+        self.publish_all("broadcast", &out)?;
+        let _ = ctx.reply("admin.broadcast", json!({ "sent": true }));
+        Ok(())
+    }
+}

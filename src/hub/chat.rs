@@ -1,0 +1,225 @@
+//! The chat module: rooms, their members and moderation ([`super::rooms`] keeps the
+//! model), and their histories.
+
+use super::*;
+
+impl Hub {
+    /// A user or session id that a client names: [`field`], within
+    /// [`Config::max_id_chars`].
+    pub(super) fn id_field(&self, data: &Value, name: &str) -> Result<String, Error> {
+        let id = field(data, name)?;
+        if id.chars().count() > self.config.max_id_chars {
+            return Err(Error::BadRequest(format!(
+                "\"{name}\" is longer than {} characters",
+                self.config.max_id_chars
+            )));
+        }
+        Ok(id)
+    }
+
+    pub(super) fn room_name(&self, data: &Value) -> Result<String, Error> {
+        let room = field(data, "room")?;
+        self.check_room_name(&room)?;
+        Ok(room)
+    }
+
+    pub(super) fn check_room_name(&self, room: &str) -> Outcome {
+        if room.is_empty()
+            || room.chars().count() > self.config.max_room_name_chars
+            || room.chars().any(char::is_control)
+        {
+            return Err(Error::BadRequest(format!(
+                "a room name is 1 to {} characters, none of them control characters",
+                self.config.max_room_name_chars
+            )));
+        }
+        Ok(())
+    }
+
+    pub(super) fn room_stream(room: &str) -> String {
+        format!("room:{room}")
+    }
+
+    pub(super) fn room_view(&self, room: &str) -> Value {
+        let st = self.state();
+        match st.rooms.get(room) {
+            Some(r) => json!({
+                "room": room,
+                "owner": r.owner,
+                "moderators": r.moderators,
+                "users": r.members,
+                "muted": r.muted,
+                "banned": r.banned,
+            }),
+            None => json!({ "room": room, "users": [] }),
+        }
+    }
+
+    pub(super) fn members(&self, room: &str) -> Vec<String> {
+        self.state()
+            .rooms
+            .get(room)
+            .map(|r| r.members.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Tells the room's members who is in it.
+    pub(super) fn send_userlist(&self, room: &str) {
+        let members = self.members(room);
+        let data = json!({ "room": room, "users": members });
+        if let Err(e) = self.publish(&members, "userlist", &data, None) {
+            self.log(
+                Level::Warn,
+                None,
+                "userlist not sent to other nodes",
+                &[("error", &e)],
+            );
+        }
+    }
+
+    pub(super) fn enter_room(&self, room: &str, user: &str, open: bool) -> Outcome {
+        self.check_room_name(room)?;
+        let joined = self.state().rooms.join(room, user, open)?;
+        if joined {
+            self.send_userlist(room);
+        }
+        Ok(())
+    }
+
+    /// `chat.create` `{"room": name}`: the sender owns it and is in it.
+    pub(super) fn chat_create(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        let user = self.user_of(ctx)?;
+        let room = self.room_name(data)?;
+        self.state().rooms.create(&room, &user)?;
+        let _ = ctx.reply("chat.create", self.room_view(&room));
+        self.send_userlist(&room);
+        Ok(())
+    }
+
+    /// `chat.join` `{"room": name, "lastId": id?}`: the answer holds the room and its
+    /// history, after `lastId` when given (what was missed), or the last page.
+    pub(super) fn chat_join(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        let user = self.user_of(ctx)?;
+        let room = self.room_name(data)?;
+        // A malformed history request is refused before it joins anyone.
+        let request = self.history_request(data)?;
+        let joined = self.state().rooms.join(&room, &user, false)?;
+        let answered = self
+            .history(&Self::room_stream(&room), request)
+            .map(|messages| {
+                let mut view = self.room_view(&room);
+                view["messages"] = messages;
+                let _ = ctx.reply("chat.join", view);
+            });
+        // Joined is joined, even if the store cannot give the history now.
+        if joined {
+            self.send_userlist(&room);
+        }
+        answered
+    }
+
+    pub(super) fn chat_leave(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        let user = self.user_of(ctx)?;
+        let room = self.room_name(data)?;
+        self.state().rooms.leave(&room, &user)?;
+        let _ = ctx.reply("chat.leave", json!({ "room": room }));
+        self.send_userlist(&room);
+        Ok(())
+    }
+
+    pub(super) fn chat_members(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        let user = self.user_of(ctx)?;
+        let room = self.room_name(data)?;
+        self.state().rooms.check_member(&room, &user)?;
+        let _ = ctx.reply("chat.members", self.room_view(&room));
+        Ok(())
+    }
+
+    /// `chat.send` `{"room": name, "message": text}`: to every member as
+    /// `chat.message` `{"id", "room", "time", "user", "message"}`.
+    pub(super) fn chat_send(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        let user = self.user_of(ctx)?;
+        let room = self.room_name(data)?;
+        let message = self.text_field(data, "message")?;
+        self.state().rooms.check_send(&room, &user)?;
+        let entry =
+            json!({ "room": room, "time": now_iso8601(), "user": user, "message": message });
+        let id = self
+            .stores
+            .history
+            .append(&Self::room_stream(&room), &entry)?;
+        let mut sent = entry;
+        sent["id"] = json!(id.to_string());
+        self.publish(&self.members(&room), "chat.message", &sent, None)?;
+        // Answered like every other request, so that a sender can tell a message
+        // taken from one lost (its chat.message may come on another connection).
+        let _ = ctx.reply("chat.send", sent);
+        Ok(())
+    }
+
+    pub(super) fn chat_history(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        let user = self.user_of(ctx)?;
+        let room = self.room_name(data)?;
+        self.state().rooms.check_member(&room, &user)?;
+        let list = self.history(&Self::room_stream(&room), self.history_request(data)?)?;
+        let _ = ctx.reply("chat.history", json!({ "room": room, "messages": list }));
+        Ok(())
+    }
+
+    /// `chat.delete` `{"room": name, "id": id}`, by a moderator.
+    pub(super) fn chat_delete(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        let user = self.user_of(ctx)?;
+        let room = self.room_name(data)?;
+        let id = Self::after_id(data, "id")?
+            .ok_or_else(|| Error::BadRequest("\"id\" is required".into()))?;
+        self.state()
+            .rooms
+            .check_moderator(&room, &user, self.is_admin(&user))?;
+        if !self.stores.history.remove(&Self::room_stream(&room), id)? {
+            return Err(Error::NotFound);
+        }
+        let data = json!({ "room": room, "id": id.to_string(), "by": user });
+        self.publish(&self.members(&room), "chat.deleted", &data, None)?;
+        // A moderator or admin outside the room hears of it too.
+        let _ = ctx.reply("chat.delete", data);
+        Ok(())
+    }
+
+    /// `chat.kick`, `ban`, `unban`, `mute`, `unmute`, `appoint`, `dismiss`
+    /// `{"room": name, "user": id}`: the members and the target are told.
+    pub(super) fn chat_moderate(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        let actor = self.user_of(ctx)?;
+        let room = self.room_name(data)?;
+        let target = self.id_field(data, "user")?;
+        let method = ctx.event().trim_start_matches("chat.");
+        let action = Action::from_method(method)
+            .ok_or_else(|| Error::BadRequest(format!("no such action {method}")))?;
+        // The members before and after, read under the lock the moderation takes: read
+        // later, a join in between would count as this action's change.
+        let (before, changed) = {
+            let mut st = self.state();
+            let members = |st: &State| -> Vec<String> {
+                st.rooms
+                    .get(&room)
+                    .map(|r| r.members.iter().cloned().collect())
+                    .unwrap_or_default()
+            };
+            let before = members(&st);
+            st.rooms
+                .moderate(&room, &actor, action, &target, |u| self.is_admin(u))?;
+            let changed = members(&st) != before;
+            (before, changed)
+        };
+        let mut told = before.clone();
+        if !told.contains(&target) {
+            told.push(target.clone());
+        }
+        let note = json!({ "room": room, "user": target, "by": actor });
+        self.publish(&told, action.event(), &note, None)?;
+        let _ = ctx.reply(ctx.event(), note);
+        if changed {
+            self.send_userlist(&room);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,144 @@
+//! The admin listener's routes: the site's back end writes sessions, sends
+//! notifications and reads listings and stats over HTTP.
+
+use super::*;
+
+impl Hub {
+    pub(super) fn admin_route(
+        &self,
+        server: &Server,
+        request: &AdminRequest,
+    ) -> Option<AdminResponse> {
+        let ok = |body: Value| Some(AdminResponse::new(200, body));
+        let body_json = || serde_json::from_slice::<Value>(request.body);
+        match (request.method, request.path) {
+            ("GET", "/connections") => ok(self.listing(server)),
+            ("GET", "/users") => {
+                let st = self.state();
+                ok(Value::Array(
+                    st.identity
+                        .users()
+                        .iter()
+                        .map(|u| {
+                            let conns = st.identity.connections_of(u);
+                            let sessions: BTreeSet<String> = conns
+                                .iter()
+                                .filter_map(|c| st.identity.member(*c)?.session.clone())
+                                .collect();
+                            json!({ "userId": u, "sessions": sessions, "connections": conns })
+                        })
+                        .collect(),
+                ))
+            }
+            ("GET", "/sessions") => {
+                let st = self.state();
+                ok(Value::Array(
+                    st.identity
+                        .sessions()
+                        .iter()
+                        .map(|s| {
+                            let conns = st.identity.connections_of_session(s);
+                            let user = conns
+                                .first()
+                                .and_then(|c| st.identity.member(*c)?.user.clone());
+                            json!({
+                                "sessionId": s,
+                                "userId": user.as_deref().unwrap_or("__nouser__"),
+                                "connections": conns,
+                            })
+                        })
+                        .collect(),
+                ))
+            }
+            ("GET", "/rooms") => {
+                let names = self.state().rooms.names();
+                ok(Value::Array(
+                    names.iter().map(|r| self.room_view(r)).collect(),
+                ))
+            }
+            ("GET", "/stats") => ok(self.stats()),
+            ("POST", "/notify") => {
+                let text = std::str::from_utf8(request.body).unwrap_or("");
+                if read_notification(text).is_none() {
+                    return Some(AdminResponse::error(
+                        400,
+                        "expected {\"users\": [..], \"data\": ..}",
+                    ));
+                }
+                Some(
+                    match self
+                        .stores
+                        .bus
+                        .publish(&self.config.notifications_channel, text)
+                    {
+                        Ok(()) => AdminResponse::new(202, json!({ "published": true })),
+                        Err(e) => AdminResponse::error(503, &e.to_string()),
+                    },
+                )
+            }
+            ("POST", "/notice") => {
+                let Ok(data) = body_json() else {
+                    return Some(AdminResponse::error(400, "the body must be JSON"));
+                };
+                Some(match self.read_notice(&data, None) {
+                    Err(e) => AdminResponse::error(400, &e.to_string()),
+                    Ok((users, notice)) => match self.publish(&users, "notice", &notice, None) {
+                        Ok(()) => AdminResponse::new(202, json!({ "published": true })),
+                        Err(e) => AdminResponse::error(503, &e.to_string()),
+                    },
+                })
+            }
+            (method, path) if path.starts_with("/sessions/") => {
+                let key = &path["/sessions/".len()..];
+                let key = crate::server::parse_query(&format!("k={key}"))
+                    .pop()
+                    .map(|(_, v)| v)
+                    .unwrap_or_default();
+                if key.is_empty() {
+                    return Some(AdminResponse::error(400, "give a key: /sessions/<key>"));
+                }
+                Some(self.admin_session(method, &key, request))
+            }
+            _ => None,
+        }
+    }
+
+    /// `PUT /sessions/<key>` (the body is the value; `?ttl=SECONDS`) and `DELETE`: for
+    /// sites without Redis, the way a site writes its sessions.
+    pub(super) fn admin_session(
+        &self,
+        method: &str,
+        key: &str,
+        request: &AdminRequest,
+    ) -> AdminResponse {
+        let sessions = &self.stores.sessions;
+        let result = match method {
+            "PUT" | "POST" => {
+                let Ok(value) = std::str::from_utf8(request.body) else {
+                    return AdminResponse::error(400, "the value must be UTF-8");
+                };
+                let ttl = match request.query.iter().find(|(k, _)| k == "ttl") {
+                    None => None,
+                    Some((_, v)) => match v.parse::<f64>() {
+                        Ok(s) if s > 0.0 && s <= 366.0 * 86400.0 => {
+                            Some(Duration::from_secs_f64(s))
+                        }
+                        _ => return AdminResponse::error(400, "ttl is a number of seconds"),
+                    },
+                };
+                sessions
+                    .set(key, value.trim_end_matches(['\r', '\n']), ttl)
+                    .map(|()| json!({ "key": key, "set": true }))
+            }
+            "DELETE" => sessions
+                .delete(key)
+                .map(|d| json!({ "key": key, "deleted": d })),
+            "GET" => sessions.get(key).map(|v| json!({ "key": key, "value": v })),
+            _ => return AdminResponse::error(405, "GET, PUT or DELETE"),
+        };
+        match result {
+            Ok(body) => AdminResponse::new(200, body),
+            Err(e) => AdminResponse::error(503, &e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! Connections, sessions and users: a connection's claim at the upgrade, the
+//! `authenticate` event, the session keys' changes in the store (key events), and who
+//! is whom.
+
+use super::*;
+
+impl Hub {
+    /// A connection opened: note what its upgrade claimed, and confirm it.
+    pub(super) fn open(&self, ctx: &Ctx) {
+        let Some(conn) = ctx.conn() else { return };
+        let id = conn.id();
+        let (claim, soft_id) = auth::read_note(conn.handshake().note.as_ref());
+        match &claim {
+            Claim::User { user, session } => {
+                {
+                    let mut st = self.state();
+                    st.identity.add(id, soft_id);
+                    st.identity.attach(id, session);
+                    st.note_way(session, Way::UserKey(user.clone()));
+                }
+                self.bind(session, user, None, Some(id));
+                // A key changed between the upgrade's check and here sent its event
+                // before this session was held: read once more.
+                self.recheck_session(session);
+            }
+            Claim::SessionKey { key, user, room } => {
+                {
+                    let mut st = self.state();
+                    st.identity.add(id, soft_id);
+                    st.identity.attach(id, key);
+                    st.note_way(key, Way::ChatKey);
+                }
+                self.bind(key, user, room.as_deref(), Some(id));
+                if let Some(room) = room {
+                    if let Err(e) = self.enter_room(room, user, true) {
+                        ctx.fail(e.code(), &e.to_string());
+                    }
+                }
+                self.recheck_session(key);
+            }
+            Claim::Anonymous => {
+                self.state().identity.add(id, soft_id);
+                self.start_deadline(id);
+            }
+        }
+    }
+
+    /// When anonymous connections are refused, connection `id` has
+    /// [`Config::auth_timeout`] from now to belong to a user.
+    pub(super) fn start_deadline(&self, id: ConnId) {
+        if self.config.anonymous {
+            return;
+        }
+        let deadline = Instant::now() + self.config.auth_timeout;
+        self.state().deadlines.insert(id, deadline);
+        if let Some(tx) = &*self.deadlines.lock().unwrap_or_else(|p| p.into_inner()) {
+            let _ = tx.send((deadline, id));
+        }
+    }
+
+    /// Binds `session` to `user` and confirms to every connection whose user that
+    /// changed, and to `also` in any case (a connection that just presented the
+    /// session). The users those connections had before leave their rooms if that was
+    /// their last connection here.
+    pub(super) fn bind(&self, session: &str, user: &str, room: Option<&str>, also: Option<ConnId>) {
+        let server = self.server();
+        let before = {
+            let mut st = self.state();
+            let before: BTreeSet<String> = st
+                .identity
+                .connections_of_session(session)
+                .iter()
+                .filter_map(|c| st.identity.member(*c)?.user.clone())
+                .filter(|u| u != user)
+                .collect();
+            let mut told = st.identity.bind_session(session, user);
+            if let Some(id) = also.filter(|id| !told.contains(id)) {
+                told.push(id);
+            }
+            // Sent under the lock: a delivery to this user must take the lock to find
+            // these connections, so it comes after the confirmation, which is then
+            // the first thing a connection hears as the user.
+            for c in told {
+                if let Some(conn) = server.as_ref().and_then(|s| s.connection(c)) {
+                    let _ = conn.send_text(&confirmation(&st, c, user, session, room));
+                }
+            }
+            before
+        };
+        for old in before {
+            self.user_may_be_gone(&old);
+        }
+    }
+
+    pub(super) fn unconfirm(&self, id: ConnId, session: &str, reason: &str) {
+        if let Some(server) = self.server() {
+            server.reply_many(
+                &[id],
+                "unauthenticated",
+                &json!({ "sessionId": session, "reason": reason }),
+            );
+        }
+    }
+
+    /// A connection closed: forget it, and take its user out of their rooms if it was
+    /// their last connection here.
+    pub(super) fn close(&self, id: ConnId) {
+        let mut st = self.state();
+        st.deadlines.remove(&id);
+        let Some(member) = st.identity.remove(id) else {
+            return;
+        };
+        if let Some(session) = &member.session {
+            st.forget_if_unheld(session);
+        }
+        drop(st);
+        if let Some(user) = member.user {
+            self.user_may_be_gone(&user);
+        }
+    }
+
+    /// If `user` has no connection left on this node, they leave every room.
+    pub(super) fn user_may_be_gone(&self, user: &str) {
+        let left = {
+            let mut st = self.state();
+            if !st.identity.connections_of(user).is_empty() {
+                return;
+            }
+            st.rooms.leave_all(user)
+        };
+        for room in left {
+            self.send_userlist(&room);
+        }
+    }
+
+    /// `authenticate` `{"sessionId": ..}`: the session-to-user way.
+    pub(super) fn authenticate(&self, ctx: &Ctx, data: &Value) -> Outcome {
+        let Some(template) = &self.config.session_user_key else {
+            return Err(Error::BadRequest("authenticate is turned off here".into()));
+        };
+        let session = self.id_field(data, "sessionId")?;
+        let id = ctx.id();
+        let old_user = {
+            let mut st = self.state();
+            let before = st.identity.member(id).cloned().unwrap_or_default();
+            st.identity.attach(id, &session);
+            st.note_way(&session, Way::SessionStore);
+            if let Some(old) = before.session.filter(|b| *b != session) {
+                st.forget_if_unheld(&old);
+            }
+            before.user
+        };
+        // Attached first, read second: a key set in between is seen by the watcher.
+        let read = self.stores.sessions.get(&template.fill(&session));
+        match &read {
+            Ok(Some(user)) => {
+                self.bind(&session, user, None, Some(id));
+                // A key deleted between the read and the binding sent its event
+                // before there was anything to take out: read once more.
+                self.recheck_session(&session);
+            }
+            Ok(None) => self.unconfirm(id, &session, "waiting for the session"),
+            Err(_) => {}
+        }
+        // The user this connection had leaves their rooms only now, in case the new
+        // session is theirs too.
+        if let Some(old) = old_user {
+            self.user_may_be_gone(&old);
+            // Left with no user, it has the time again to get one.
+            if self
+                .state()
+                .identity
+                .member(id)
+                .is_some_and(|m| m.user.is_none())
+            {
+                self.start_deadline(id);
+            }
+        }
+        read.map(drop).map_err(Error::from)
+    }
+
+    /// `whoami`: what the hub knows of this connection.
+    pub(super) fn whoami(&self, ctx: &Ctx, _: &Value) -> Outcome {
+        let member = self
+            .state()
+            .identity
+            .member(ctx.id())
+            .cloned()
+            .unwrap_or_default();
+        let _ = ctx.reply(
+            "whoami",
+            json!({
+                "connectionId": ctx.id(),
+                "userId": member.user,
+                "sessionId": member.session,
+                "softId": member.soft_id,
+                "admin": member.user.as_ref().is_some_and(|u| self.config.admins.contains(u)),
+            }),
+        );
+        Ok(())
+    }
+
+    /// A session key changed in the store.
+    pub(super) fn on_key(&self, event: KeyEvent) {
+        let key = match &event {
+            KeyEvent::Set(k) | KeyEvent::Deleted(k) => k.as_str(),
+        };
+        let (session_way, chat_way, user_way) = {
+            let st = self.state();
+            let pick = |t: &Option<Template>, way: Way| {
+                t.as_ref()
+                    .and_then(|t| t.extract(key))
+                    .filter(|s| st.ways.get(*s) == Some(&way))
+                    .map(str::to_owned)
+            };
+            let user_way = self
+                .config
+                .user_session_key
+                .as_ref()
+                .and_then(|t| t.extract(key))
+                .filter(|u| st.user_sessions.contains_key(*u))
+                .map(str::to_owned);
+            (
+                pick(&self.config.session_user_key, Way::SessionStore),
+                pick(&self.config.chat_session_key, Way::ChatKey),
+                user_way,
+            )
+        };
+        for session in [session_way, chat_way].into_iter().flatten() {
+            self.recheck_session(&session);
+        }
+        if let Some(user) = user_way {
+            self.recheck_user(&user);
+        }
+    }
+
+    /// Reads a held session's key again, the way it was presented, and binds or
+    /// unbinds its connections.
+    pub(super) fn recheck_session(&self, session: &str) {
+        let way = self.state().ways.get(session).cloned();
+        let (template, chat) = match way {
+            None => return,
+            Some(Way::UserKey(user)) => return self.recheck_user(&user),
+            Some(Way::SessionStore) => (&self.config.session_user_key, false),
+            Some(Way::ChatKey) => (&self.config.chat_session_key, true),
+        };
+        let Some(template) = template else { return };
+        let found = match self.stores.sessions.get(&template.fill(session)) {
+            Ok(Some(v)) if chat => auth::read_chat_session(&v),
+            Ok(v) => v.map(|u| (u, None)),
+            Err(e) => {
+                self.log(Level::Warn, None, "session check failed", &[("error", &e)]);
+                return;
+            }
+        };
+        match found {
+            Some((user, room)) => {
+                self.bind(session, &user, room.as_deref(), None);
+                // A session key that came back puts its user in its room again.
+                if let Some(room) = room {
+                    if let Err(e) = self.enter_room(&room, &user, true) {
+                        self.log(Level::Warn, None, "room of a session key", &[("error", &e)]);
+                    }
+                }
+            }
+            None => self.end_session(session, "session ended"),
+        }
+    }
+
+    /// The user's key of the user-to-session way changed: sessions that still match it
+    /// stay (or come back), the others end.
+    pub(super) fn recheck_user(&self, user: &str) {
+        let Some(template) = &self.config.user_session_key else {
+            return;
+        };
+        let stored = match self.stores.sessions.get(&template.fill(user)) {
+            Ok(v) => v,
+            Err(e) => {
+                self.log(Level::Warn, None, "session check failed", &[("error", &e)]);
+                return;
+            }
+        };
+        let sessions: Vec<String> = self
+            .state()
+            .user_sessions
+            .get(user)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        for session in sessions {
+            let valid = stored.as_deref().is_some_and(|v| {
+                crate::server::admin::constant_time_eq(v.as_bytes(), session.as_bytes())
+            });
+            if valid {
+                self.bind(&session, user, None, None);
+            } else {
+                self.end_session(&session, "session ended");
+            }
+        }
+    }
+
+    /// The session's key is gone: its connections leave their user at once and stay
+    /// open, waiting for it to come back.
+    pub(super) fn end_session(&self, session: &str, reason: &str) {
+        let (changed, users) = {
+            let mut st = self.state();
+            let users: BTreeSet<String> = st
+                .identity
+                .connections_of_session(session)
+                .iter()
+                .filter_map(|c| st.identity.member(*c)?.user.clone())
+                .collect();
+            (st.identity.unbind_session(session), users)
+        };
+        if changed.is_empty() {
+            return;
+        }
+        self.count("sessions_ended");
+        self.log(
+            Level::Info,
+            None,
+            "session ended",
+            &[("connections", &changed.len())],
+        );
+        for c in &changed {
+            self.unconfirm(*c, session, reason);
+            self.start_deadline(*c);
+        }
+        for user in users {
+            self.user_may_be_gone(&user);
+        }
+    }
+
+    /// The user of a connection, or [`Error::NotAuthenticated`].
+    pub(super) fn user_of(&self, ctx: &Ctx) -> Result<String, Error> {
+        self.state()
+            .identity
+            .member(ctx.id())
+            .and_then(|m| m.user.clone())
+            .ok_or(Error::NotAuthenticated)
+    }
+
+    pub(super) fn is_admin(&self, user: &str) -> bool {
+        self.config.admins.iter().any(|a| a == user)
+    }
+
+    pub(super) fn admin_of(&self, ctx: &Ctx) -> Result<String, Error> {
+        let user = self.user_of(ctx)?;
+        if !self.is_admin(&user) {
+            return Err(Error::NotAdmin);
+        }
+        Ok(user)
+    }
+}
