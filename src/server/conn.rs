@@ -532,6 +532,22 @@ impl Conn {
                 }
             }
         } else if !out.scheduled {
+            if batch.is_none() {
+                // A single delivery from another thread (a private message, a reply to
+                // a few users) is written at once from this thread when the socket has
+                // room: no hand-over, no writer thread woken. Never blocks; what does
+                // not fit goes to the writer as before.
+                match self.drain(&mut out) {
+                    Drained::Empty => return Ok(()),
+                    Drained::Blocked => {}
+                    Drained::Failed(e) => {
+                        self.set_done(&mut out);
+                        drop(out);
+                        let _ = self.stream.shutdown(Shutdown::Both);
+                        return Err(Error::Io(e));
+                    }
+                }
+            }
             out.scheduled = true;
             drop(out);
             match batch {

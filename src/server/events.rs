@@ -141,12 +141,12 @@ impl Server {
 
     /// Sends `event` to the open connections among `ids`, encoded once. Returns how
     /// many took it.
+    ///
+    /// A few recipients are written to at once from the calling thread; many are
+    /// handed to the writer threads in one batch, which coalesces what each
+    /// connection is sent.
     pub fn reply_many(&self, ids: &[u64], event: &str, data: &Value) -> usize {
-        let frame = Frame::text(&envelope(event, data));
-        ids.iter()
-            .filter_map(|id| self.connection(*id))
-            .filter(|c| c.send_frame(&frame).is_ok())
-            .count()
+        self.send_many(ids, &Frame::text(&envelope(event, data)))
     }
 }
 

@@ -56,6 +56,12 @@ use std::time::{Duration, Instant, SystemTime};
 /// ping. In the 4000-4999 range RFC 6455 7.4.2 leaves to applications; a client
 /// should reconnect.
 pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4000;
+
+/// Deliveries to at most this many connections are written from the sending thread
+/// ([`Server::send_many`]): a private message reaches its recipient without a thread
+/// hop. More go through the writer threads, where one `writev` carries everything a
+/// connection has queued, which is what a room's burst needs.
+pub const DIRECT_FANOUT: usize = 8;
 /// Close code sent when a connection sent no message for `idle_timeout`; a client
 /// may reconnect when it has something to do.
 pub const CLOSE_IDLE_TIMEOUT: u16 = 4001;
@@ -544,7 +550,40 @@ impl Server {
             .filter(|c| c.send_frame_batched(frame, Some(&mut batch)).is_ok())
             .count();
         drop(registry);
-        // One hand-over per writer rather than one per connection.
+        self.hand_to_writers(batch);
+        taken
+    }
+
+    /// Sends `frame` to the open connections among `ids`. Up to [`DIRECT_FANOUT`]
+    /// recipients are written to from this thread when their sockets have room; more
+    /// go to the writer threads in one batch. Returns how many took it.
+    pub fn send_many(&self, ids: &[u64], frame: &Frame) -> usize {
+        if ids.len() <= DIRECT_FANOUT {
+            return ids
+                .iter()
+                .filter_map(|id| self.connection(*id))
+                .filter(|c| c.send_frame(frame).is_ok())
+                .count();
+        }
+        let mut batch = Vec::new();
+        let taken = {
+            let registry = self.shared.registry.read().unwrap_or_else(|p| p.into_inner());
+            ids.iter()
+                .filter_map(|id| registry.get(id))
+                .filter(|c| c.send_frame_batched(frame, Some(&mut batch)).is_ok())
+                .count()
+        };
+        self.hand_to_writers(batch);
+        taken
+    }
+
+    /// Hands connections with something queued to their writer threads, one hand-over
+    /// per writer rather than one per connection.
+    fn hand_to_writers(&self, batch: Vec<Arc<Conn>>) {
+        let shared = &self.shared;
+        if batch.is_empty() {
+            return;
+        }
         let n = shared.writers.len();
         let mut per_writer: Vec<Vec<Arc<Conn>>> = vec![Vec::new(); n];
         for conn in batch {
@@ -555,7 +594,6 @@ impl Server {
                 w.schedule_many(conns);
             }
         }
-        taken
     }
 
     /// Starts a graceful shutdown: stops accepting, lets the handler say goodbye
