@@ -3,11 +3,21 @@
 //! place, for both ends: `{"module": m, "method": f, ...}` is event `m.f` and
 //! `{"type": t, ...}` is event `t`, the forms earlier clients sent.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-/// Encodes the envelope `{"event":..,"data":..}`.
+/// Encodes the envelope `{"data":..,"event":..}`: the keys in the order a JSON object
+/// with sorted keys has them, written straight from `data`, without first copying it
+/// into an object of its own.
 pub fn envelope(event: &str, data: &Value) -> String {
-    json!({ "event": event, "data": data }).to_string()
+    let mut out = Vec::with_capacity(32 + event.len());
+    out.extend_from_slice(b"{\"data\":");
+    // Writing JSON into a Vec cannot fail: the Vec grows, and every Value serializes.
+    let _ = serde_json::to_writer(&mut out, data);
+    out.extend_from_slice(b",\"event\":");
+    let _ = serde_json::to_writer(&mut out, event);
+    out.push(b'}');
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Why a text message is not an event.
@@ -111,6 +121,24 @@ pub fn parse_envelope(text: &str) -> Result<(String, Value), BadInput> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_envelope_is_what_a_sorted_object_gives() {
+        for (event, data) in [
+            (
+                "private.message",
+                json!({"to": "b", "message": "h\u{e9}\"\n", "n": [1, 2.5, null]}),
+            ),
+            ("e\"v", json!("text")),
+            ("x", Value::Null),
+        ] {
+            assert_eq!(
+                envelope(event, &data),
+                json!({ "event": event, "data": data }).to_string()
+            );
+        }
+    }
 
     #[test]
     fn values_are_counted_outside_strings_only() {

@@ -567,7 +567,11 @@ impl Server {
         }
         let mut batch = Vec::new();
         let taken = {
-            let registry = self.shared.registry.read().unwrap_or_else(|p| p.into_inner());
+            let registry = self
+                .shared
+                .registry
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
             ids.iter()
                 .filter_map(|id| registry.get(id))
                 .filter(|c| c.send_frame_batched(frame, Some(&mut batch)).is_ok())
