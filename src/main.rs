@@ -1,5 +1,8 @@
 //! The `switchboard` command.
 
+mod cli;
+
+use cli::{HasServer, Opt, Parsed};
 use std::net::TcpListener;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,48 +12,23 @@ use switchboard::protocol::message::Event;
 use switchboard::server::{self, echo, log, Server};
 use switchboard::store::{self, Stores};
 
-const USAGE: &str = "\
+/// The commands, with what each does; `switchboard COMMAND --help` gives its options.
+const COMMANDS: &str = "\
 switchboard: a WebSocket server with RFC 6455 written by hand
 
 usage:
   switchboard serve [options]       sessions, users, notifications, private messages and
                                     chat rooms (docs/EVENTS.md, docs/OPERATIONS.md)
-      --listen ADDR                 address to listen on (default 127.0.0.1:9001)
-      --redis URL                   sessions, history and bus on Redis, such as
-                                    redis://127.0.0.1:6379/0 (default: in memory)
-      --no-anonymous                connections must authenticate (default: allowed)
-      --auth-timeout SECONDS        time to authenticate then, or close 4002 (default 30)
-      --origin ORIGIN               allow browser pages from ORIGIN only (repeatable)
-      --admin-user ID               a user who may use the admin module (repeatable)
-      --user-session-key T|off      key of a user's session id (default {userId})
-      --session-user-key T|off      key of a session's user id (default session-store-{sessionId})
-      --chat-session-key T|off      key of a session key's user and room
-                                    (default chat-session-{sessionKey})
-      --history N                   entries kept per room or conversation (default 1000)
-      --history-ttl SECONDS         with --redis, a history's life after its last entry;
-                                    0 keeps it (default 2592000, 30 days)
-      --history-page N              most history entries in one answer (default 100)
-      --max-text-chars N            longest message or notice text (default 4000)
-      --max-room-name-chars N       longest room name (default 64)
-      --max-rooms N                 rooms on this node (default 1000)
-      --max-rooms-per-user N        rooms one user owns (default 10)
-      --max-room-list N             bans, and moderators, of one room (default 1000)
-      --max-id-chars N              longest user or session id a client names (default 128)
-      --store-timeout SECONDS       with --redis, time one store call has in all, waiting
-                                    for a pooled connection included (default 2)
-      serve's own defaults for server options: --max-message-bytes and
-      --max-frame-bytes 65536, --max-json-values 4096
-      and the server options below
   switchboard echo [options]        echo every message back to its sender
-      --listen ADDR                 address to listen on (default 127.0.0.1:9001)
-      --mode echo|broadcast         back to the sender, or to every connection (default echo)
-      --protocol NAME               a subprotocol to select when offered (repeatable)
-      --max-messages-per-second N   as below, but 0 (no limit) by default here
-      and the server options below
   switchboard connect URL [options] send typed lines, print messages received (like wscat)
-      --json                        lines are events: 'name {\"some\":1}'; a line
-                                    starting with '{' is sent as it is
-      --protocol P                  offer subprotocol P (repeatable)
+  switchboard bench SCENARIO ...    load generators and codec measurements
+  switchboard --help | --version
+
+switchboard COMMAND --help lists a command's options; defaults are in docs/OPERATIONS.md.
+";
+
+const BENCH_USAGE: &str = "\
+usage:
   switchboard bench codec [--seconds S]
                                     measure masking and frame decoding in-process
   switchboard bench echo URL        load a ws:// server; each prints one JSON line
@@ -62,41 +40,15 @@ usage:
       [--users 50] [--every 1] [--seconds 10]
   switchboard bench private URL --admin-port P   (against switchboard serve)
       [--users 50] [--every 1] [--seconds 10]
-  switchboard --help | --version
-
-server options (defaults in docs/OPERATIONS.md):
-      --handshake-timeout SECONDS   time to send the opening handshake (default 10)
-      --ping-interval SECONDS       ping a connection silent this long (default 25)
-      --heartbeat-timeout SECONDS   close one that does not answer a ping in time, 4000 (default 20)
-      --idle-timeout SECONDS        close one that sends no message this long, 4001 (default: never)
-      --write-timeout SECONDS       drop a peer that does not read for this long (default 30)
-      --shutdown-grace SECONDS      time for closing handshakes on SIGINT/SIGTERM (default 5)
-      --max-frame-bytes N           longest frame payload, 1009 (default 16777216)
-      --max-message-bytes N         longest message, 1009 (default 67108864)
-      --message-timeout SECONDS     time to finish a fragmented message, 1008 (default 30)
-      --max-buffered-bytes N        bytes of unfinished messages and read buffers, all
-                                    connections together; over it the largest holder
-                                    is closed with 1013 (default 268435456)
-      --max-json-values N           JSON values in one event message, more is an
-                                    error event; 0 for no limit (default: no limit)
-      --max-handshakes N            connections still sending their handshake; a new
-                                    one drops the oldest (default 1024)
-      --max-queue-bytes N           send queue bound per connection, 1008 (default 1048576)
-      --max-connections N           over it, HTTP 503 (default 16384)
-      --max-connections-per-ip N    over it, HTTP 429 (default: no limit)
-      --max-messages-per-second N   per connection, over it 1008; 0 for no limit (default 1000)
-      --trace-frames                print every frame in and out, annotated
-      --writer-threads N            threads sending for other threads (default 1)
-      --thread-stack-bytes N        stack of each connection thread (default 131072)
-      --admin-listen ADDR           admin listener (JSON of the connections); loopback
-                                    unless --admin-token is given (default: none)
-      --admin-token TOKEN           bearer token the admin listener requires; not empty
-      --max-admin-requests N        admin requests served at once, 503 beyond (default 16)
-      --bad-input-logs-per-minute N log lines about one connection's bad input (default 10)
-      --max-logged-input-bytes N    client text copied into logs and errors (default 256)
-      --log-format human|json       log line format (default human)
-      --log-level debug|info|warn|error
 ";
+
+/// The help of a command that runs a server: its own options, then the server's.
+fn server_command_help<S: HasServer>(usage: &str, own: &[Opt<S>]) -> String {
+    let mut out = format!("usage: {usage}\n\noptions:\n{}", cli::help(own));
+    out.push_str("\nserver options:\n");
+    out.push_str(&cli::help(&cli::server_options::<S>()));
+    out
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -112,7 +64,7 @@ fn main() -> ExitCode {
 fn run(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         None | Some("-h" | "--help" | "help") => {
-            print!("{USAGE}");
+            print!("{COMMANDS}");
             Ok(())
         }
         Some("-V" | "--version") => {
@@ -123,109 +75,8 @@ fn run(args: &[String]) -> Result<(), String> {
         Some("serve") => run_serve(&args[1..]),
         Some("bench") => run_bench(&args[1..]),
         Some("connect") => run_connect(&args[1..]),
-        Some(other) => Err(format!("unknown command '{other}'\n\n{USAGE}")),
+        Some(other) => Err(format!("unknown command '{other}'\n\n{COMMANDS}")),
     }
-}
-
-/// Takes the value that follows option `name`.
-fn value<'a>(it: &mut impl Iterator<Item = &'a String>, name: &str) -> Result<&'a str, String> {
-    it.next()
-        .map(String::as_str)
-        .ok_or_else(|| format!("{name} needs a value"))
-}
-
-fn number<T: std::str::FromStr>(text: &str, name: &str) -> Result<T, String> {
-    text.parse()
-        .map_err(|_| format!("{name}: '{text}' is not a number"))
-}
-
-/// A whole number of at least `min`.
-fn at_least(min: usize, text: &str, name: &str) -> Result<usize, String> {
-    let n: usize = number(text, name)?;
-    if n < min {
-        return Err(format!("{name}: at least {min}"));
-    }
-    Ok(n)
-}
-
-/// A positive number of seconds, up to a day.
-fn seconds(text: &str, name: &str) -> Result<Duration, String> {
-    let secs: f64 = number(text, name)?;
-    if !(secs > 0.0 && secs <= 86400.0) {
-        return Err(format!("{name}: give seconds between 0 and 86400"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// Applies one server option, if `arg` is one. Returns whether it was.
-fn server_option<'a>(
-    config: &mut server::Config,
-    arg: &str,
-    it: &mut impl Iterator<Item = &'a String>,
-) -> Result<bool, String> {
-    match arg {
-        "--trace-frames" => config.trace_frames = true,
-        "--handshake-timeout" => config.handshake_timeout = seconds(value(it, arg)?, arg)?,
-        "--ping-interval" => config.ping_interval = seconds(value(it, arg)?, arg)?,
-        "--heartbeat-timeout" => config.heartbeat_timeout = seconds(value(it, arg)?, arg)?,
-        "--idle-timeout" => config.idle_timeout = Some(seconds(value(it, arg)?, arg)?),
-        "--write-timeout" => config.write_timeout = seconds(value(it, arg)?, arg)?,
-        "--shutdown-grace" => config.shutdown_grace = seconds(value(it, arg)?, arg)?,
-        "--max-frame-bytes" => config.ws.limits.max_frame_bytes = number(value(it, arg)?, arg)?,
-        "--max-message-bytes" => config.ws.limits.max_message_bytes = number(value(it, arg)?, arg)?,
-        "--max-queue-bytes" => config.max_queue_bytes = number(value(it, arg)?, arg)?,
-        "--max-connections" => config.max_connections = number(value(it, arg)?, arg)?,
-        "--message-timeout" => config.message_timeout = seconds(value(it, arg)?, arg)?,
-        "--max-buffered-bytes" => config.max_buffered_bytes = number(value(it, arg)?, arg)?,
-        "--max-json-values" => {
-            let n: usize = number(value(it, arg)?, arg)?;
-            config.max_json_values = (n > 0).then_some(n);
-        }
-        "--max-handshakes" => config.max_handshakes = at_least(1, value(it, arg)?, arg)?,
-        "--max-admin-requests" => config.max_admin_requests = at_least(1, value(it, arg)?, arg)?,
-        "--bad-input-logs-per-minute" => {
-            config.bad_input_logs_per_minute = number(value(it, arg)?, arg)?
-        }
-        "--max-logged-input-bytes" => config.max_logged_input_bytes = number(value(it, arg)?, arg)?,
-        "--max-connections-per-ip" => {
-            config.max_connections_per_ip = Some(number(value(it, arg)?, arg)?)
-        }
-        "--max-messages-per-second" => {
-            let n: u32 = number(value(it, arg)?, arg)?;
-            config.max_messages_per_second = (n > 0).then_some(n);
-        }
-        "--writer-threads" => config.writer_threads = at_least(1, value(it, arg)?, arg)?,
-        "--thread-stack-bytes" => {
-            config.thread_stack_bytes = at_least(32 * 1024, value(it, arg)?, arg)?
-        }
-        "--admin-listen" => config.admin_listen = Some(value(it, arg)?.to_owned()),
-        "--admin-token" => {
-            let token = value(it, arg)?;
-            // `--admin-token "$UNSET"` must not leave the admin routes open to all.
-            if token.trim().is_empty() {
-                return Err(format!("{arg}: the token is empty"));
-            }
-            config.admin_token = Some(token.to_owned());
-        }
-        "--log-format" => {
-            config.log_format = match value(it, arg)? {
-                "human" => log::Format::Human,
-                "json" => log::Format::Json,
-                other => return Err(format!("{arg} {other}: 'human' or 'json'")),
-            }
-        }
-        "--log-level" => {
-            config.log_level = match value(it, arg)? {
-                "debug" => log::Level::Debug,
-                "info" => log::Level::Info,
-                "warn" => log::Level::Warn,
-                "error" => log::Level::Error,
-                other => return Err(format!("{arg} {other}: debug, info, warn or error")),
-            }
-        }
-        _ => return Ok(false),
-    }
-    Ok(true)
 }
 
 /// Binds, says where on stdout, runs until SIGINT or SIGTERM.
@@ -241,39 +92,91 @@ fn listen_and_run(listen: &str, server: Server) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-fn run_echo(args: &[String]) -> Result<(), String> {
-    let mut config = server::Config {
-        // Benchmarks and Autobahn send far faster than an application's clients.
-        max_messages_per_second: None,
-        ..server::Config::default()
-    };
-    let mut listen = String::from("127.0.0.1:9001");
-    let mut broadcast = false;
-    let mut protocols = Vec::new();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--listen" => listen = value(&mut it, arg)?.to_owned(),
-            "--mode" => match value(&mut it, arg)? {
-                "echo" => broadcast = false,
-                "broadcast" => broadcast = true,
-                other => return Err(format!("--mode {other}: 'echo' or 'broadcast'")),
-            },
-            "--protocol" => protocols.push(value(&mut it, arg)?.to_owned()),
-            other => {
-                if !server_option(&mut config, other, &mut it)? {
-                    return Err(format!("echo: unknown option '{other}'"));
-                }
-            }
-        }
+/// What `switchboard echo` is told.
+struct EchoSettings {
+    server: server::Config,
+    listen: String,
+    broadcast: bool,
+    protocols: Vec<String>,
+}
+
+impl HasServer for EchoSettings {
+    fn server(&mut self) -> &mut server::Config {
+        &mut self.server
     }
-    let mode = if broadcast {
+}
+
+fn echo_options() -> Vec<Opt<EchoSettings>> {
+    vec![
+        Opt {
+            name: "--listen",
+            value: "ADDR",
+            help: "address to listen on (default 127.0.0.1:9001)",
+            apply: |s, v| {
+                s.listen = v.to_owned();
+                Ok(())
+            },
+        },
+        Opt {
+            name: "--mode",
+            value: "echo|broadcast",
+            help: "back to the sender, or to every connection (default echo)",
+            apply: |s, v| {
+                s.broadcast = match v {
+                    "echo" => false,
+                    "broadcast" => true,
+                    other => return Err(format!("'{other}': 'echo' or 'broadcast'")),
+                };
+                Ok(())
+            },
+        },
+        Opt {
+            name: "--protocol",
+            value: "NAME",
+            help: "a subprotocol to select when offered (repeatable)",
+            apply: |s, v| {
+                s.protocols.push(v.to_owned());
+                Ok(())
+            },
+        },
+    ]
+}
+
+fn run_echo(args: &[String]) -> Result<(), String> {
+    let mut settings = EchoSettings {
+        server: server::Config {
+            // Benchmarks and Autobahn send far faster than an application's clients.
+            max_messages_per_second: None,
+            ..server::Config::default()
+        },
+        listen: String::from("127.0.0.1:9001"),
+        broadcast: false,
+        protocols: Vec::new(),
+    };
+    let own = echo_options();
+    let mut opts = echo_options();
+    opts.extend(cli::server_options());
+    let parsed = cli::parse("echo", args, &opts, &mut settings, |_, arg| {
+        Err(format!("echo: unexpected '{arg}'"))
+    })?;
+    if parsed == Parsed::Help {
+        print!(
+            "{}",
+            server_command_help("switchboard echo [options]", &own)
+        );
+        return Ok(());
+    }
+    let mode = if settings.broadcast {
         echo::Mode::Broadcast
     } else {
         echo::Mode::Echo
     };
-    let server = Server::new(config, echo::Echo { mode, protocols }).map_err(|e| e.to_string())?;
-    listen_and_run(&listen, server)
+    let handler = echo::Echo {
+        mode,
+        protocols: settings.protocols,
+    };
+    let server = Server::new(settings.server, handler).map_err(|e| e.to_string())?;
+    listen_and_run(&settings.listen, server)
 }
 
 /// What `serve` changes in the server's defaults: its largest request is a text of
@@ -288,77 +191,251 @@ fn serve_defaults() -> server::Config {
     config
 }
 
+/// What `switchboard serve` is told.
+struct ServeSettings {
+    server: server::Config,
+    hub: hub::Config,
+    listen: String,
+    redis_url: Option<String>,
+    history: usize,
+    history_ttl: Option<Duration>,
+    store_timeout: Duration,
+}
+
+impl HasServer for ServeSettings {
+    fn server(&mut self) -> &mut server::Config {
+        &mut self.server
+    }
+}
+
+/// A key template, or `off`.
+fn template(text: &str) -> Result<Option<Template>, String> {
+    if text == "off" {
+        return Ok(None);
+    }
+    Template::parse(text).map(Some).map_err(|e| e.to_string())
+}
+
+fn serve_options() -> Vec<Opt<ServeSettings>> {
+    vec![
+        Opt {
+            name: "--listen",
+            value: "ADDR",
+            help: "address to listen on (default 127.0.0.1:9001)",
+            apply: |s, v| {
+                s.listen = v.to_owned();
+                Ok(())
+            },
+        },
+        Opt {
+            name: "--redis",
+            value: "URL",
+            help: "sessions, history and bus on Redis, such as\n\
+                   redis://127.0.0.1:6379/0 (default: in memory)",
+            apply: |s, v| {
+                s.redis_url = Some(v.to_owned());
+                Ok(())
+            },
+        },
+        Opt {
+            name: "--no-anonymous",
+            value: "",
+            help: "connections must authenticate (default: allowed)",
+            apply: |s, v| {
+                let _ = v;
+                s.hub.anonymous = false;
+                Ok(())
+            },
+        },
+        Opt {
+            name: "--auth-timeout",
+            value: "SECONDS",
+            help: "time to authenticate then, or close 4002 (default 30)",
+            apply: |s, v| {
+                s.hub.auth_timeout = cli::seconds(v)?;
+                Ok(())
+            },
+        },
+        Opt {
+            name: "--origin",
+            value: "ORIGIN",
+            help: "allow browser pages from ORIGIN only (repeatable)",
+            apply: |s, v| {
+                s.hub.origins.push(v.to_owned());
+                Ok(())
+            },
+        },
+        Opt {
+            name: "--admin-user",
+            value: "ID",
+            help: "a user who may use the admin module (repeatable)",
+            apply: |s, v| {
+                s.hub.admins.push(v.to_owned());
+                Ok(())
+            },
+        },
+        Opt {
+            name: "--user-session-key",
+            value: "T|off",
+            help: "key of a user's session id (default {userId})",
+            apply: |s, v| {
+                s.hub.user_session_key = template(v)?;
+                Ok(())
+            },
+        },
+        Opt {
+            name: "--session-user-key",
+            value: "T|off",
+            help: "key of a session's user id\n\
+                   (default session-store-{sessionId})",
+            apply: |s, v| {
+                s.hub.session_user_key = template(v)?;
+                Ok(())
+            },
+        },
+        Opt {
+            name: "--chat-session-key",
+            value: "T|off",
+            help: "key of a session key's user and room\n\
+                   (default chat-session-{sessionKey})",
+            apply: |s, v| {
+                s.hub.chat_session_key = template(v)?;
+                Ok(())
+            },
+        },
+        Opt {
+            name: "--history",
+            value: "N",
+            help: "entries kept per room or conversation (default 1000)",
+            apply: |s, v| {
+                s.history = cli::at_least(1, v)?;
+                Ok(())
+            },
+        },
+        Opt {
+            name: "--history-ttl",
+            value: "SECONDS",
+            help: "with --redis, a history's life after its last entry;\n\
+                   0 keeps it (default 2592000, 30 days)",
+            apply: |s, v| {
+                s.history_ttl = cli::lifetime(v)?;
+                Ok(())
+            },
+        },
+        Opt {
+            name: "--history-page",
+            value: "N",
+            help: "most history entries in one answer (default 100)",
+            apply: |s, v| {
+                s.hub.history_page = cli::at_least(1, v)?;
+                Ok(())
+            },
+        },
+        Opt {
+            name: "--max-text-chars",
+            value: "N",
+            help: "longest message or notice text (default 4000)",
+            apply: |s, v| {
+                s.hub.max_text_chars = cli::at_least(1, v)?;
+                Ok(())
+            },
+        },
+        Opt {
+            name: "--max-room-name-chars",
+            value: "N",
+            help: "longest room name (default 64)",
+            apply: |s, v| {
+                s.hub.max_room_name_chars = cli::at_least(1, v)?;
+                Ok(())
+            },
+        },
+        Opt {
+            name: "--max-rooms",
+            value: "N",
+            help: "rooms on this node (default 1000)",
+            apply: |s, v| {
+                s.hub.max_rooms = cli::number(v)?;
+                Ok(())
+            },
+        },
+        Opt {
+            name: "--max-rooms-per-user",
+            value: "N",
+            help: "rooms one user owns (default 10)",
+            apply: |s, v| {
+                s.hub.max_rooms_per_user = cli::number(v)?;
+                Ok(())
+            },
+        },
+        Opt {
+            name: "--max-room-list",
+            value: "N",
+            help: "bans, and moderators, of one room (default 1000)",
+            apply: |s, v| {
+                s.hub.max_room_list = cli::number(v)?;
+                Ok(())
+            },
+        },
+        Opt {
+            name: "--max-id-chars",
+            value: "N",
+            help: "longest user or session id a client names (default 128)",
+            apply: |s, v| {
+                s.hub.max_id_chars = cli::at_least(1, v)?;
+                Ok(())
+            },
+        },
+        Opt {
+            name: "--store-timeout",
+            value: "SECONDS",
+            help: "with --redis, time one store call has in all, waiting\n\
+                   for a pooled connection included (default 2)",
+            apply: |s, v| {
+                s.store_timeout = cli::seconds(v)?;
+                Ok(())
+            },
+        },
+    ]
+}
+
+/// The help of `serve`, with the server defaults it changes.
+fn serve_help() -> String {
+    let mut out = server_command_help("switchboard serve [options]", &serve_options());
+    out.push_str(
+        "\nserve's own defaults for server options: --max-message-bytes and\n\
+         --max-frame-bytes 65536, --max-json-values 4096\n",
+    );
+    out
+}
+
 fn run_serve(args: &[String]) -> Result<(), String> {
-    let mut config = serve_defaults();
-    let mut store_timeout = Duration::from_secs(2);
-    let mut hub_config = hub::Config::default();
-    let mut listen = String::from("127.0.0.1:9001");
-    let mut redis_url = None;
-    let mut history = 1000usize;
-    let mut history_ttl = Some(Duration::from_secs(30 * 24 * 3600));
-    let template = |text: &str, name: &str| -> Result<Option<Template>, String> {
-        if text == "off" {
-            return Ok(None);
-        }
-        Template::parse(text)
-            .map(Some)
-            .map_err(|e| format!("{name}: {e}"))
+    let mut settings = ServeSettings {
+        server: serve_defaults(),
+        hub: hub::Config::default(),
+        listen: String::from("127.0.0.1:9001"),
+        redis_url: None,
+        history: 1000,
+        history_ttl: Some(Duration::from_secs(30 * 24 * 3600)),
+        store_timeout: Duration::from_secs(2),
     };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--listen" => listen = value(&mut it, arg)?.to_owned(),
-            "--redis" => redis_url = Some(value(&mut it, arg)?.to_owned()),
-            "--no-anonymous" => hub_config.anonymous = false,
-            "--auth-timeout" => hub_config.auth_timeout = seconds(value(&mut it, arg)?, arg)?,
-            "--origin" => hub_config.origins.push(value(&mut it, arg)?.to_owned()),
-            "--admin-user" => hub_config.admins.push(value(&mut it, arg)?.to_owned()),
-            "--user-session-key" => {
-                hub_config.user_session_key = template(value(&mut it, arg)?, arg)?
-            }
-            "--session-user-key" => {
-                hub_config.session_user_key = template(value(&mut it, arg)?, arg)?
-            }
-            "--chat-session-key" => {
-                hub_config.chat_session_key = template(value(&mut it, arg)?, arg)?
-            }
-            "--history" => history = number(value(&mut it, arg)?, arg)?,
-            "--history-ttl" => {
-                let t = seconds(value(&mut it, arg)?, arg)?;
-                history_ttl = (!t.is_zero()).then_some(t);
-            }
-            "--max-rooms" => hub_config.max_rooms = number(value(&mut it, arg)?, arg)?,
-            "--history-page" => hub_config.history_page = number(value(&mut it, arg)?, arg)?,
-            "--max-rooms-per-user" => {
-                hub_config.max_rooms_per_user = number(value(&mut it, arg)?, arg)?
-            }
-            "--max-room-list" => hub_config.max_room_list = number(value(&mut it, arg)?, arg)?,
-            "--max-id-chars" => hub_config.max_id_chars = number(value(&mut it, arg)?, arg)?,
-            "--store-timeout" => store_timeout = seconds(value(&mut it, arg)?, arg)?,
-            "--max-text-chars" => hub_config.max_text_chars = number(value(&mut it, arg)?, arg)?,
-            "--max-room-name-chars" => {
-                hub_config.max_room_name_chars = number(value(&mut it, arg)?, arg)?
-            }
-            other => {
-                if !server_option(&mut config, other, &mut it)? {
-                    return Err(format!("serve: unknown option '{other}'"));
-                }
-            }
-        }
+    let mut opts = serve_options();
+    opts.extend(cli::server_options());
+    let parsed = cli::parse("serve", args, &opts, &mut settings, |_, arg| {
+        Err(format!("serve: unexpected '{arg}'"))
+    })?;
+    if parsed == Parsed::Help {
+        print!("{}", serve_help());
+        return Ok(());
     }
-    if history == 0 {
-        return Err("--history: keep at least 1 entry".into());
-    }
-    for (name, n) in [
-        ("--history-page", hub_config.history_page),
-        ("--max-text-chars", hub_config.max_text_chars),
-        ("--max-room-name-chars", hub_config.max_room_name_chars),
-        ("--max-id-chars", hub_config.max_id_chars),
-    ] {
-        if n == 0 {
-            return Err(format!("{name}: at least 1"));
-        }
-    }
+    let ServeSettings {
+        server: config,
+        hub: hub_config,
+        listen,
+        redis_url,
+        history,
+        history_ttl,
+        store_timeout,
+    } = settings;
     let stores = match &redis_url {
         None => Stores::memory(history),
         Some(url) => Stores::redis(store::redis::Config {
@@ -411,22 +488,60 @@ fn redact_url(url: &str) -> String {
     }
 }
 
+/// What `switchboard connect` is told.
+#[derive(Default)]
+struct ConnectSettings {
+    url: Option<String>,
+    json: bool,
+    protocols: Vec<String>,
+}
+
+fn connect_options() -> Vec<Opt<ConnectSettings>> {
+    vec![
+        Opt {
+            name: "--json",
+            value: "",
+            help: "lines are events: 'name {\"some\":1}'; a line\n\
+                   starting with '{' is sent as it is",
+            apply: |s, _| {
+                s.json = true;
+                Ok(())
+            },
+        },
+        Opt {
+            name: "--protocol",
+            value: "P",
+            help: "offer subprotocol P (repeatable)",
+            apply: |s, v| {
+                s.protocols.push(v.to_owned());
+                Ok(())
+            },
+        },
+    ]
+}
+
 fn run_connect(args: &[String]) -> Result<(), String> {
-    let mut url = None;
-    let mut json = false;
-    let mut protocols = Vec::new();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--json" => json = true,
-            "--protocol" => protocols.push(value(&mut it, arg)?.to_owned()),
-            other if other.starts_with("--") => {
-                return Err(format!("connect: unknown option '{other}'"))
-            }
-            other if url.is_none() => url = Some(other.to_owned()),
-            other => return Err(format!("connect: one URL only, not also '{other}'")),
+    let opts = connect_options();
+    let mut settings = ConnectSettings::default();
+    let parsed = cli::parse("connect", args, &opts, &mut settings, |s, arg| {
+        if s.url.is_some() {
+            return Err(format!("connect: one URL only, not also '{arg}'"));
         }
+        s.url = Some(arg.to_owned());
+        Ok(())
+    })?;
+    if parsed == Parsed::Help {
+        print!(
+            "usage: switchboard connect URL [options]\n\noptions:\n{}",
+            cli::help(&opts)
+        );
+        return Ok(());
     }
+    let ConnectSettings {
+        url,
+        json,
+        protocols,
+    } = settings;
     let url = url.ok_or("connect: give a ws:// URL")?;
     let offered: Vec<&str> = protocols.iter().map(String::as_str).collect();
     let mut client = Client::connect_with(&url, &offered, Duration::from_secs(10))
@@ -479,8 +594,23 @@ fn send_line(sender: &Sender, line: &str, json: bool) -> Result<(), ClientError>
     sender.emit(name, &data)
 }
 
+/// Takes the value that follows option `name`.
+fn value<'a>(it: &mut impl Iterator<Item = &'a String>, name: &str) -> Result<&'a str, String> {
+    it.next()
+        .map(String::as_str)
+        .ok_or_else(|| format!("{name} needs a value"))
+}
+
+fn number<T: std::str::FromStr>(text: &str, name: &str) -> Result<T, String> {
+    cli::number(text).map_err(|e| format!("{name}: {e}"))
+}
+
 fn run_bench(args: &[String]) -> Result<(), String> {
     let scenario = args.first().map(String::as_str);
+    if args.iter().any(|a| a == "--help" || a == "-h") || scenario.is_none() {
+        print!("{BENCH_USAGE}");
+        return Ok(());
+    }
     if scenario == Some("codec") {
         return run_bench_codec(&args[1..]);
     }
@@ -606,7 +736,84 @@ fn run_bench_codec(args: &[String]) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::*;
+
+    /// A value each placeholder accepts.
+    fn sample(placeholder: &str) -> Option<&'static str> {
+        match placeholder {
+            "" => None,
+            "ADDR" => Some("127.0.0.1:0"),
+            "URL" => Some("redis://127.0.0.1:1/0"),
+            "T|off" => Some("key-{x}"),
+            "echo|broadcast" => Some("broadcast"),
+            "SECONDS" => Some("7"),
+            "N" => Some("3"),
+            _ => Some("value"),
+        }
+    }
+
+    fn check_table<S>(command: &str, opts: &[Opt<S>], text: &str, mut fresh: impl FnMut() -> S) {
+        for o in opts {
+            assert!(
+                text.contains(o.name),
+                "{command}: {} not in the help",
+                o.name
+            );
+            let mut args = vec![o.name.to_owned()];
+            args.extend(sample(o.value).map(str::to_owned));
+            let mut settings = fresh();
+            assert_eq!(
+                cli::parse(command, &args, opts, &mut settings, |_, _| Ok(())),
+                Ok(Parsed::Run),
+                "{command} {args:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_command_option_parses_and_is_in_its_help() {
+        check_table("serve", &serve_options(), &serve_help(), || ServeSettings {
+            server: serve_defaults(),
+            hub: hub::Config::default(),
+            listen: String::new(),
+            redis_url: None,
+            history: 1,
+            history_ttl: None,
+            store_timeout: Duration::from_secs(1),
+        });
+        let echo_help = server_command_help("switchboard echo", &echo_options());
+        check_table("echo", &echo_options(), &echo_help, || EchoSettings {
+            server: server::Config::default(),
+            listen: String::new(),
+            broadcast: false,
+            protocols: Vec::new(),
+        });
+        check_table(
+            "connect",
+            &connect_options(),
+            &cli::help(&connect_options()),
+            ConnectSettings::default,
+        );
+        assert!(serve_help().contains("--max-buffered-bytes"));
+    }
+
+    #[test]
+    fn history_ttl_takes_what_its_help_promises() {
+        let mut s = ServeSettings {
+            server: serve_defaults(),
+            hub: hub::Config::default(),
+            listen: String::new(),
+            redis_url: None,
+            history: 1,
+            history_ttl: None,
+            store_timeout: Duration::from_secs(1),
+        };
+        for (given, kept) in [("0", None), ("2592000", Some(2_592_000))] {
+            let args = vec!["--history-ttl".to_owned(), given.to_owned()];
+            cli::parse("serve", &args, &serve_options(), &mut s, |_, _| Ok(())).unwrap();
+            assert_eq!(s.history_ttl, kept.map(Duration::from_secs));
+        }
+    }
 
     #[test]
     fn passwords_stay_out_of_the_log() {

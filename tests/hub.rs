@@ -15,6 +15,12 @@ use switchboard::client::{EventClient, Incoming, Options};
 fn serve(redis: &RedisServer, extra: &[&str]) -> (Server, SocketAddr) {
     let url = redis.url();
     let mut args = vec!["--redis", url.as_str()];
+    // These tests are about what the hub does, not about a slow Redis: a store call
+    // that waits behind a loaded machine must not turn into an error event here
+    // (tests/hardening.rs tests the deadline itself).
+    if !extra.contains(&"--store-timeout") {
+        args.extend(["--store-timeout", "20"]);
+    }
     args.extend_from_slice(extra);
     serve_on_memory(&args)
 }
