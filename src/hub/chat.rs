@@ -56,16 +56,13 @@ impl Hub {
     }
 
     pub(super) fn members(&self, room: &str) -> Vec<String> {
-        self.state()
-            .rooms
-            .get(room)
-            .map(|r| r.members.iter().cloned().collect())
-            .unwrap_or_default()
+        members_of(&self.state(), room)
     }
 
-    /// Tells the room's members who is in it.
-    pub(super) fn send_userlist(&self, room: &str) {
-        let members = self.members(room);
+    /// Tells `members` who is in `room`: the list as it was right after the change that
+    /// calls for it, read under the same lock. Read later, it could include a user
+    /// who joined since, and reach them before their own join's answer.
+    pub(super) fn send_userlist(&self, room: &str, members: Vec<String>) {
         let data = json!({ "room": room, "users": members });
         if let Err(e) = self.publish(&members, "userlist", &data, None) {
             self.log(
@@ -79,9 +76,14 @@ impl Hub {
 
     pub(super) fn enter_room(&self, room: &str, user: &str, open: bool) -> Outcome {
         self.check_room_name(room)?;
-        let joined = self.state().rooms.join(room, user, open)?;
-        if joined {
-            self.send_userlist(room);
+        let joined = {
+            let mut st = self.state();
+            st.rooms
+                .join(room, user, open)?
+                .then(|| members_of(&st, room))
+        };
+        if let Some(members) = joined {
+            self.send_userlist(room, members);
         }
         Ok(())
     }
@@ -90,9 +92,13 @@ impl Hub {
     pub(super) fn chat_create(&self, ctx: &Ctx, data: &Value) -> Outcome {
         let user = self.user_of(ctx)?;
         let room = self.room_name(data)?;
-        self.state().rooms.create(&room, &user)?;
+        let members = {
+            let mut st = self.state();
+            st.rooms.create(&room, &user)?;
+            members_of(&st, &room)
+        };
         let _ = ctx.reply("chat.create", self.room_view(&room));
-        self.send_userlist(&room);
+        self.send_userlist(&room, members);
         Ok(())
     }
 
@@ -103,7 +109,12 @@ impl Hub {
         let room = self.room_name(data)?;
         // A malformed history request is refused before it joins anyone.
         let request = self.history_request(data)?;
-        let joined = self.state().rooms.join(&room, &user, false)?;
+        let joined = {
+            let mut st = self.state();
+            st.rooms
+                .join(&room, &user, false)?
+                .then(|| members_of(&st, &room))
+        };
         let answered = self
             .history(&Self::room_stream(&room), request)
             .map(|messages| {
@@ -112,8 +123,8 @@ impl Hub {
                 let _ = ctx.reply("chat.join", view);
             });
         // Joined is joined, even if the store cannot give the history now.
-        if joined {
-            self.send_userlist(&room);
+        if let Some(members) = joined {
+            self.send_userlist(&room, members);
         }
         answered
     }
@@ -121,9 +132,13 @@ impl Hub {
     pub(super) fn chat_leave(&self, ctx: &Ctx, data: &Value) -> Outcome {
         let user = self.user_of(ctx)?;
         let room = self.room_name(data)?;
-        self.state().rooms.leave(&room, &user)?;
+        let members = {
+            let mut st = self.state();
+            st.rooms.leave(&room, &user)?;
+            members_of(&st, &room)
+        };
         let _ = ctx.reply("chat.leave", json!({ "room": room }));
-        self.send_userlist(&room);
+        self.send_userlist(&room, members);
         Ok(())
     }
 
@@ -196,19 +211,13 @@ impl Hub {
             .ok_or_else(|| Error::BadRequest(format!("no such action {method}")))?;
         // The members before and after, read under the lock the moderation takes: read
         // later, a join in between would count as this action's change.
-        let (before, changed) = {
+        let (before, after) = {
             let mut st = self.state();
-            let members = |st: &State| -> Vec<String> {
-                st.rooms
-                    .get(&room)
-                    .map(|r| r.members.iter().cloned().collect())
-                    .unwrap_or_default()
-            };
-            let before = members(&st);
+            let before = members_of(&st, &room);
             st.rooms
                 .moderate(&room, &actor, action, &target, |u| self.is_admin(u))?;
-            let changed = members(&st) != before;
-            (before, changed)
+            let after = members_of(&st, &room);
+            (before, after)
         };
         let mut told = before.clone();
         if !told.contains(&target) {
@@ -217,9 +226,17 @@ impl Hub {
         let note = json!({ "room": room, "user": target, "by": actor });
         self.publish(&told, action.event(), &note, None)?;
         let _ = ctx.reply(ctx.event(), note);
-        if changed {
-            self.send_userlist(&room);
+        if after != before {
+            self.send_userlist(&room, after);
         }
         Ok(())
     }
+}
+
+/// The members of `room`, sorted; none when there is no such room.
+pub(super) fn members_of(st: &State, room: &str) -> Vec<String> {
+    st.rooms
+        .get(room)
+        .map(|r| r.members.iter().cloned().collect())
+        .unwrap_or_default()
 }

@@ -126,10 +126,16 @@ impl Hub {
             if !st.identity.connections_of(user).is_empty() {
                 return;
             }
-            st.rooms.leave_all(user)
+            let left = st.rooms.leave_all(user);
+            left.into_iter()
+                .map(|room| {
+                    let members = chat::members_of(&st, &room);
+                    (room, members)
+                })
+                .collect::<Vec<_>>()
         };
-        for room in left {
-            self.send_userlist(&room);
+        for (room, members) in left {
+            self.send_userlist(&room, members);
         }
     }
 
