@@ -1,11 +1,21 @@
 //! switchboard: a WebSocket server and message broker for web applications, with the
 //! WebSocket protocol (RFC 6455) written by hand.
 //!
-//! The layers, bottom up: [`protocol`] is RFC 6455 without I/O; [`socket`] runs it over
-//! any blocking `Read + Write`; [`server`] accepts connections, queues and sends
-//! frames, keeps connections alive and enforces limits; [`store`] keeps sessions,
-//! history and the bus between nodes; [`client`] connects to a server. DESIGN.md beside the
-//! repository is the map.
+//! The layers, bottom up:
+//!
+//! - [`protocol`]: RFC 6455 without I/O; [`protocol::connection`] is the one state
+//!   machine every driver below uses.
+//! - [`socket`]: a blocking WebSocket over any `Read + Write`, in both roles.
+//! - [`server`]: accepts connections, queues and sends frames, keeps connections alive,
+//!   enforces limits; its event API ([`server::events`]) speaks the envelope of
+//!   [`envelope`].
+//! - [`store`]: sessions, history and the bus between nodes, in memory or on Redis.
+//! - [`hub`]: `switchboard serve`: users, sessions, notifications, private messages,
+//!   rooms and the admin module, on the event API and a store.
+//! - [`client`]: connects to a server, plain or with events and reconnection.
+//! - [`bench`] and [`loadgen`]: measurements; [`time`]: timestamps.
+//!
+//! DESIGN.md beside the repository is the map.
 
 #![deny(unsafe_code)]
 

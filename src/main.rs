@@ -447,6 +447,7 @@ fn run_serve(args: &[String]) -> Result<(), String> {
         .map_err(|e| format!("--redis: {e}"))?,
     };
     let hub_config_origins_empty = hub_config.origins.is_empty();
+    let no_admin_listener = config.admin_listen.is_none();
     let hub = Hub::new(hub_config, stores);
     let server = hub
         .install(Server::builder().config(config))
@@ -463,6 +464,14 @@ fn run_serve(args: &[String]) -> Result<(), String> {
             &redis_url.as_deref().map_or("memory".into(), redact_url),
         )],
     );
+    if redis_url.is_none() && no_admin_listener {
+        server.logger().log(
+            log::Level::Warn,
+            None,
+            "memory store and no --admin-listen: no session can be written, so nobody can sign in and only anonymous connections work; give --admin-listen 127.0.0.1:9002 (or --redis)",
+            &[],
+        );
+    }
     let public = std::net::ToSocketAddrs::to_socket_addrs(listen.as_str())
         .map_or(true, |mut addrs| addrs.any(|a| !a.ip().is_loopback()));
     if public && hub_config_origins_empty {
