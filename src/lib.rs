@@ -13,7 +13,7 @@
 //! - [`hub`]: `switchboard serve`: users, sessions, notifications, private messages,
 //!   rooms and the admin module, on the event API and a store.
 //! - [`client`]: connects to a server, plain or with events and reconnection.
-//! - [`bench`] and [`loadgen`]: measurements; [`time`]: timestamps.
+//! - [`mod@bench`] and [`loadgen`]: measurements; [`time`]: timestamps.
 //!
 //! DESIGN.md beside the repository is the map.
 

@@ -336,7 +336,7 @@ impl Connection {
 
     /// Checks that a frame may go out and returns its header, masked in the client
     /// role, for a caller that writes a large payload itself (masking it with
-    /// [`super::mask::apply`] when the header has a key).
+    /// [`super::mask::apply_mask`] when the header has a key).
     pub fn send_header(
         &mut self,
         fin: bool,
