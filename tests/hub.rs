@@ -1092,3 +1092,44 @@ fn every_module_works_from_the_command_line_client() {
         "from the terminal"
     );
 }
+
+#[test]
+fn two_nodes_on_one_redis_reach_each_others_users() {
+    let redis = RedisServer::start();
+    let (one, _) = serve(&redis, &["--admin-user", "root"]);
+    let (two, _) = serve(&redis, &["--admin-user", "root"]);
+    let mut root = signed_in(&one, &redis, "r", "root");
+    let mut ann = signed_in(&one, &redis, "a", "ann");
+    let mut bob_here = signed_in(&one, &redis, "b1", "bob");
+    let mut bob_there = signed_in(&two, &redis, "b2", "bob");
+
+    // A private message reaches the recipient on both nodes: this node's connection
+    // directly, the other node's through the bus.
+    send(
+        &mut ann,
+        "private.send",
+        json!({ "to": "bob", "message": "across" }),
+    );
+    let taken = expect(&mut ann, "private.send");
+    for bob in [&mut bob_here, &mut bob_there] {
+        let got = expect(bob, "private.message");
+        assert_eq!(
+            (&got["message"], &got["id"]),
+            (&json!("across"), &taken["id"])
+        );
+    }
+    // A broadcast reaches every signed-in connection on every node, once.
+    send(&mut root, "admin.broadcast", json!({ "text": "all" }));
+    expect(&mut root, "broadcast");
+    expect(&mut root, "admin.broadcast");
+    for c in [&mut ann, &mut bob_here, &mut bob_there] {
+        assert_eq!(expect(c, "broadcast")["text"], "all");
+    }
+    // A kick closes the user's connections on every node with 4003.
+    send(&mut root, "admin.kick", json!({ "user": "bob" }));
+    expect(&mut root, "admin.kick");
+    assert_eq!(closed_with(&mut bob_here), 4003);
+    assert_eq!(closed_with(&mut bob_there), 4003);
+    // Nothing came twice: the sender's own node ignored its messages on the bus.
+    assert_eq!(whoami(&mut ann)["userId"], "ann");
+}

@@ -4,6 +4,98 @@
 
 use super::*;
 
+/// What one node tells the others on the bus ([`Config::channel`]). It is built and
+/// matched as this type, and turned into JSON only where it crosses Redis:
+///
+/// - `{"node", "users": [..], "event", "data"}`: to every connection of `users`;
+/// - `{"node", "all": true, "event", "data"}`: to every signed-in connection;
+/// - `{"node", "kick": user, "reason"}`: close every connection of `user` with 4003.
+///
+/// `node` tells a node its own messages, which it delivered when it sent them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BusMessage {
+    /// An event for the connections of some users.
+    Deliver {
+        node: String,
+        users: Vec<String>,
+        event: String,
+        data: Value,
+    },
+    /// An event for every signed-in connection.
+    All {
+        node: String,
+        event: String,
+        data: Value,
+    },
+    /// A user kicked off every node.
+    Kick {
+        node: String,
+        user: String,
+        reason: String,
+    },
+}
+
+impl BusMessage {
+    /// The node that sent it.
+    pub fn node(&self) -> &str {
+        match self {
+            BusMessage::Deliver { node, .. }
+            | BusMessage::All { node, .. }
+            | BusMessage::Kick { node, .. } => node,
+        }
+    }
+
+    /// The JSON sent on the bus.
+    pub fn to_json(&self) -> String {
+        match self {
+            BusMessage::Deliver {
+                node,
+                users,
+                event,
+                data,
+            } => json!({ "node": node, "users": users, "event": event, "data": data }),
+            BusMessage::All { node, event, data } => {
+                json!({ "node": node, "all": true, "event": event, "data": data })
+            }
+            BusMessage::Kick { node, user, reason } => {
+                json!({ "node": node, "kick": user, "reason": reason })
+            }
+        }
+        .to_string()
+    }
+
+    /// Reads a message from the bus; `None` when it is none of the three forms.
+    pub fn parse(text: &str) -> Option<BusMessage> {
+        let Ok(Value::Object(mut m)) = serde_json::from_str::<Value>(text) else {
+            return None;
+        };
+        let mut take_str = |key: &str| match m.remove(key) {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        };
+        let node = take_str("node").unwrap_or_default();
+        if let Some(user) = take_str("kick") {
+            let reason = take_str("reason").unwrap_or_else(|| "kicked".into());
+            return Some(BusMessage::Kick { node, user, reason });
+        }
+        let event = take_str("event")?;
+        let data = m.remove("data")?;
+        if m.get("all").and_then(Value::as_bool) == Some(true) {
+            return Some(BusMessage::All { node, event, data });
+        }
+        let users = match m.get("users") {
+            Some(Value::Array(_)) => user_list(m.get("users"))?,
+            _ => return None,
+        };
+        Some(BusMessage::Deliver {
+            node,
+            users,
+            event,
+            data,
+        })
+    }
+}
+
 impl Hub {
     /// Sends `event` to every connection of `users` on every node, but `except` (a
     /// connection of this node).
@@ -17,19 +109,32 @@ impl Hub {
         let mut ids = self.held_by(Some(users));
         ids.retain(|c| Some(*c) != except);
         self.deliver_here(&ids, event, data);
-        self.forward(|| json!({ "node": self.node, "users": users, "event": event, "data": data }))
+        self.forward(|| BusMessage::Deliver {
+            node: self.node.clone(),
+            users: users.to_vec(),
+            event: event.to_owned(),
+            data: data.clone(),
+        })
     }
 
     /// Sends `event` to every connection on every node that has a user.
     pub(super) fn publish_all(&self, event: &str, data: &Value) -> Outcome {
         self.deliver_here(&self.held_by(None), event, data);
-        self.forward(|| json!({ "node": self.node, "all": true, "event": event, "data": data }))
+        self.forward(|| BusMessage::All {
+            node: self.node.clone(),
+            event: event.to_owned(),
+            data: data.clone(),
+        })
     }
 
     /// Kicks `user` off every node.
     pub(super) fn publish_kick(&self, user: &str, reason: &str) -> Outcome {
         self.kick_here(user, reason);
-        self.forward(|| json!({ "node": self.node, "kick": user, "reason": reason }))
+        self.forward(|| BusMessage::Kick {
+            node: self.node.clone(),
+            user: user.to_owned(),
+            reason: reason.to_owned(),
+        })
     }
 
     /// The connections of this node that belong to `users`, each once; `None`: those of
@@ -67,20 +172,20 @@ impl Hub {
     /// Hands a delivery to the bus for the other nodes, when the bus reaches any (the
     /// memory bus reaches this process only). A failure is the sender's to hear of:
     /// [`Error::NotForwarded`], since this node's recipients already have it.
-    pub(super) fn forward(&self, message: impl FnOnce() -> Value) -> Outcome {
+    pub(super) fn forward(&self, message: impl FnOnce() -> BusMessage) -> Outcome {
         if !self.stores.bus.reaches_other_nodes() {
             return Ok(());
         }
         self.stores
             .bus
-            .publish(&self.config.channel, &message().to_string())
+            .publish(&self.config.channel, &message().to_json())
             .map_err(Error::NotForwarded)
     }
 
     /// A delivery from the bus: another node's (this node's own were delivered when
     /// they were sent).
     pub(super) fn on_bus(&self, payload: &str) {
-        let Ok(Value::Object(m)) = serde_json::from_str::<Value>(payload) else {
+        let Some(message) = BusMessage::parse(payload) else {
             self.count("bus_invalid");
             self.log(
                 Level::Warn,
@@ -90,25 +195,18 @@ impl Hub {
             );
             return;
         };
-        if m.get("node").and_then(Value::as_str) == Some(self.node.as_str()) {
+        if message.node() == self.node {
             return;
         }
-        if let Some(user) = m.get("kick").and_then(Value::as_str) {
-            let reason = m.get("reason").and_then(Value::as_str).unwrap_or("kicked");
-            self.kick_here(user, reason);
-            return;
+        match message {
+            BusMessage::Kick { user, reason, .. } => self.kick_here(&user, &reason),
+            BusMessage::All { event, data, .. } => {
+                self.deliver_here(&self.held_by(None), &event, &data)
+            }
+            BusMessage::Deliver {
+                users, event, data, ..
+            } => self.deliver_here(&self.held_by(Some(&users)), &event, &data),
         }
-        let (Some(event), Some(data)) = (m.get("event").and_then(Value::as_str), m.get("data"))
-        else {
-            self.count("bus_invalid");
-            return;
-        };
-        let ids = if m.get("all").and_then(Value::as_bool) == Some(true) {
-            self.held_by(None)
-        } else {
-            self.held_by(Some(&user_list(m.get("users")).unwrap_or_default()))
-        };
-        self.deliver_here(&ids, event, data);
     }
 
     /// A notification from the site: `{"users": [23, "user5"], "data": {..}}`.
@@ -141,4 +239,70 @@ pub fn read_notification(payload: &str) -> Option<(Vec<String>, Value)> {
     };
     let data = m.remove("data")?;
     Some((users, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bus_messages_cross_as_they_were_sent() {
+        let all = [
+            BusMessage::Deliver {
+                node: "n1".into(),
+                users: vec!["23".into(), "ann".into()],
+                event: "private.message".into(),
+                data: json!({"message": "hi", "id": "1-0"}),
+            },
+            BusMessage::All {
+                node: "n1".into(),
+                event: "admin.broadcast".into(),
+                data: json!("all of you"),
+            },
+            BusMessage::Kick {
+                node: "n2".into(),
+                user: "bob".into(),
+                reason: "spam".into(),
+            },
+        ];
+        for m in all {
+            assert_eq!(BusMessage::parse(&m.to_json()), Some(m.clone()), "{m:?}");
+        }
+    }
+
+    #[test]
+    fn the_wire_form_is_kept_and_numbers_read_as_ids() {
+        let m = BusMessage::parse(r#"{"node":"x","users":[23],"event":"e","data":null}"#);
+        assert_eq!(
+            m,
+            Some(BusMessage::Deliver {
+                node: "x".into(),
+                users: vec!["23".into()],
+                event: "e".into(),
+                data: Value::Null
+            })
+        );
+        let kick = BusMessage::Kick {
+            node: "a".into(),
+            user: "u".into(),
+            reason: "r".into(),
+        };
+        let v: Value = serde_json::from_str(&kick.to_json()).unwrap();
+        assert_eq!(v, json!({"node": "a", "kick": "u", "reason": "r"}));
+    }
+
+    #[test]
+    fn what_is_no_bus_message_is_refused() {
+        for bad in [
+            "",
+            "[]",
+            "{}",
+            r#"{"node":"x","event":"e"}"#,
+            r#"{"node":"x","users":"u","event":"e","data":1}"#,
+            r#"{"node":"x","users":[{}],"event":"e","data":1}"#,
+            r#"{"node":"x","data":1,"users":[]}"#,
+        ] {
+            assert_eq!(BusMessage::parse(bad), None, "{bad}");
+        }
+    }
 }
