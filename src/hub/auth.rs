@@ -20,6 +20,25 @@ use crate::server::{admin::constant_time_eq, Reject};
 use crate::store::{Error as StoreError, Sessions};
 use serde_json::{json, Value};
 
+/// A key template without exactly one `{placeholder}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadTemplate {
+    /// The template as given.
+    pub text: String,
+}
+
+impl std::fmt::Display for BadTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "key template {:?} must hold one placeholder, such as {{userId}}",
+            self.text
+        )
+    }
+}
+
+impl std::error::Error for BadTemplate {}
+
 /// A key name with one placeholder, such as `session-store-{sessionId}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Template {
@@ -29,7 +48,7 @@ pub struct Template {
 
 impl Template {
     /// Reads a template: text with exactly one `{name}` placeholder.
-    pub fn parse(text: &str) -> Result<Template, String> {
+    pub fn parse(text: &str) -> Result<Template, BadTemplate> {
         let open = text.find('{');
         let close = text.find('}');
         match (open, close) {
@@ -43,9 +62,9 @@ impl Template {
                     suffix: text[c + 1..].to_owned(),
                 })
             }
-            _ => Err(format!(
-                "key template {text:?} must hold one placeholder, such as {{userId}}"
-            )),
+            _ => Err(BadTemplate {
+                text: text.to_owned(),
+            }),
         }
     }
 

@@ -42,7 +42,7 @@ pub use bus::read_notification;
 use crate::server::admin::describe;
 use crate::server::events::{Builder, Ctx};
 use crate::server::log::{Level, LogBudget};
-use crate::server::{Accept, AdminRequest, AdminResponse, Server, WeakServer};
+use crate::server::{Accept, AdminRequest, AdminResponse, Server, Unhealthy, WeakServer};
 use crate::store::{self, EntryId, KeyEvent, Stores};
 use crate::time::now_iso8601;
 use auth::{Claim, Template};
@@ -430,7 +430,12 @@ impl Hub {
         builder = builder.on_admin(move |server, request| hub.admin_route(server, request));
         let redis = self.stores.redis.clone();
         builder = builder.on_health(move || match &redis {
-            Some(redis) => redis.health().map_err(|why| format!("redis: {why}")),
+            Some(redis) => redis.health().map_err(|e| {
+                let why = match e {
+                    store::Error::Unavailable(why) | store::Error::Invalid(why) => why,
+                };
+                Unhealthy::new(format!("redis: {why}"))
+            }),
             None => Ok(()),
         });
         let hub = self.clone();

@@ -164,7 +164,7 @@ pub struct Builder {
 pub type UpgradeHook =
     Box<dyn Fn(&Request, &Offer, SocketAddr) -> Result<Accept, Reject> + Send + Sync>;
 /// Reports whether what the application depends on works ([`Handler::health`]).
-pub type HealthHook = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+pub type HealthHook = Box<dyn Fn() -> Result<(), super::Unhealthy> + Send + Sync>;
 /// Adds admin routes ([`Handler::on_admin`]).
 pub type AdminHook = Box<dyn Fn(&Server, &AdminRequest) -> Option<AdminResponse> + Send + Sync>;
 
@@ -215,7 +215,7 @@ impl Builder {
     /// makes it answer 503. The hook must answer from what it knows, without blocking.
     pub fn on_health(
         mut self,
-        hook: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+        hook: impl Fn() -> Result<(), super::Unhealthy> + Send + Sync + 'static,
     ) -> Self {
         self.health = Some(Box::new(hook));
         self
@@ -364,7 +364,7 @@ impl Handler for Shared {
         self.0.admin.as_ref().and_then(|hook| hook(server, request))
     }
 
-    fn health(&self, _server: &Server) -> Result<(), String> {
+    fn health(&self, _server: &Server) -> Result<(), super::Unhealthy> {
         self.0.health.as_ref().map_or(Ok(()), |hook| hook())
     }
 

@@ -57,6 +57,29 @@ use std::time::{Duration, Instant, SystemTime};
 /// should reconnect.
 pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4000;
 
+/// Why what an application depends on (a store) does not work now: `GET /health`
+/// answers 503 with the reason ([`Handler::health`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unhealthy {
+    /// For people: what is down, and why.
+    pub reason: String,
+}
+
+impl Unhealthy {
+    /// A reason for 503.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Unhealthy {
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Unhealthy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
 /// Deliveries to at most this many connections are written from the sending thread
 /// ([`Server::send_many`]): a private message reaches its recipient without a thread
 /// hop. More go through the writer threads, where one `writev` carries everything a
@@ -347,7 +370,7 @@ pub trait Handler: Send + Sync + 'static {
     /// Whether what the handler depends on (a store) works, for `GET /health` on both
     /// ports: `Err` with why not makes it answer 503 with the reason. It must not
     /// block: it reports what is known, it does not go and ask.
-    fn health(&self, _server: &Server) -> Result<(), String> {
+    fn health(&self, _server: &Server) -> Result<(), Unhealthy> {
         Ok(())
     }
 
@@ -512,7 +535,7 @@ impl Server {
         let checked = guarded(&self.shared, None, "health", || {
             self.shared.handler.health(self)
         })
-        .unwrap_or_else(|| Err("the health check failed".into()));
+        .unwrap_or_else(|| Err(Unhealthy::new("the health check failed")));
         match checked {
             Ok(()) => (
                 200,
@@ -522,7 +545,7 @@ impl Server {
                 503,
                 serde_json::json!({
                     "status": "store_down",
-                    "error": why,
+                    "error": why.reason,
                     "connections": connections,
                 }),
             ),

@@ -307,15 +307,17 @@ impl RedisStore {
         self.subscriptions.load(Ordering::Relaxed)
     }
 
-    /// Whether Redis answered the last call and every subscription is up: `Err`
-    /// with why not, while one of them is down.
-    pub fn health(&self) -> Result<(), String> {
+    /// Whether Redis answered the last call and every subscription is up:
+    /// [`Error::Unavailable`] with why not, while one of them is down.
+    pub fn health(&self) -> Result<(), Error> {
         if let Some((why, _)) = &*self.down.lock().unwrap_or_else(|p| p.into_inner()) {
-            return Err(why.clone());
+            return Err(Error::Unavailable(why.clone()));
         }
         let lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
         match lost.iter().next() {
-            Some((channel, why)) => Err(format!("subscription to {channel} lost: {why}")),
+            Some((channel, why)) => Err(Error::Unavailable(format!(
+                "subscription to {channel} lost: {why}"
+            ))),
             None => Ok(()),
         }
     }
