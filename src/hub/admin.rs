@@ -14,9 +14,9 @@ impl Hub {
         })
     }
 
-    pub(super) fn admin_stats(&self, ctx: &Ctx, _: &Value) -> Outcome {
+    pub(super) fn admin_stats(&self, ctx: &Call, _: &Value) -> Outcome {
         self.admin_of(ctx)?;
-        let _ = ctx.reply("admin.stats", self.stats());
+        ctx.reply("admin.stats", self.stats());
         Ok(())
     }
 
@@ -42,15 +42,18 @@ impl Hub {
         )
     }
 
-    pub(super) fn admin_connections(&self, ctx: &Ctx, _: &Value) -> Outcome {
+    pub(super) fn admin_connections(&self, ctx: &Call, _: &Value) -> Outcome {
         self.admin_of(ctx)?;
-        let _ = ctx.reply("admin.connections", self.listing(ctx.server()));
+        let listing = self
+            .server()
+            .map_or_else(|| Value::Array(Vec::new()), |s| self.listing(&s));
+        ctx.reply("admin.connections", listing);
         Ok(())
     }
 
     /// `admin.kick` `{"user": id, "reason": text?}`: every connection of the user, on
     /// every node, is closed with [`KICKED`].
-    pub(super) fn admin_kick(&self, ctx: &Ctx, data: &Value) -> Outcome {
+    pub(super) fn admin_kick(&self, ctx: &Call, data: &Value) -> Outcome {
         self.admin_of(ctx)?;
         let user = self.id_field(data, "user")?;
         let reason = data
@@ -60,13 +63,13 @@ impl Hub {
         // A close reason is at most 123 bytes (RFC 6455 5.5.1).
         let reason: String = reason.chars().take(60).collect();
         self.publish_kick(&user, &reason)?;
-        let _ = ctx.reply("admin.kick", json!({ "user": user }));
+        ctx.reply("admin.kick", json!({ "user": user }));
         Ok(())
     }
 
     /// `admin.broadcast` `{"text": .., "data": ..}`: a `broadcast` event to every
     /// connection with a user, on every node.
-    pub(super) fn admin_broadcast(&self, ctx: &Ctx, data: &Value) -> Outcome {
+    pub(super) fn admin_broadcast(&self, ctx: &Call, data: &Value) -> Outcome {
         let from = self.admin_of(ctx)?;
         let text = data.get("text").and_then(Value::as_str);
         if text.is_some_and(|t| t.chars().count() > self.config.max_text_chars) {
@@ -78,7 +81,33 @@ impl Hub {
         let out =
             json!({ "from": from, "time": now_iso8601(), "text": text, "data": data.get("data") });
         self.publish_all("broadcast", &out)?;
-        let _ = ctx.reply("admin.broadcast", json!({ "sent": true }));
+        ctx.reply("admin.broadcast", json!({ "sent": true }));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::TestHub;
+    use super::*;
+
+    #[test]
+    fn admins_kick_and_broadcast_to_signed_in_connections() {
+        let t = TestHub::with_admin(&[(1, "root"), (2, "ann"), (3, "ann")]);
+        t.hub.opened(4, &Claim::Anonymous, None).unwrap();
+        t.call(1, "admin.broadcast", json!({ "text": "maintenance" }))
+            .unwrap();
+        for c in [1, 2, 3] {
+            assert!(t.events(c).contains(&"broadcast".to_owned()), "{c}");
+        }
+        assert!(t.events(4).is_empty(), "anonymous connections are not told");
+        t.call(1, "admin.kick", json!({ "user": "ann" })).unwrap();
+        let mut closes = t.closes();
+        closes.sort();
+        assert_eq!(closes, [(2, KICKED), (3, KICKED)]);
+        let e = t
+            .call(2, "admin.kick", json!({ "user": "root" }))
+            .unwrap_err();
+        assert_eq!(e.code(), "not_admin");
     }
 }

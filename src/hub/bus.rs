@@ -154,19 +154,17 @@ impl Hub {
         if ids.is_empty() {
             return;
         }
-        if let Some(server) = self.server() {
-            server.reply_many(ids, event, data);
-        }
+        let text = crate::envelope::envelope(event, data);
+        self.with_sink(|sink| sink.send_text(ids, &text));
     }
 
     pub(super) fn kick_here(&self, user: &str, reason: &str) {
-        let Some(server) = self.server() else { return };
         let conns = self.state().identity.connections_of(user);
-        for c in conns {
-            if let Some(conn) = server.connection(c) {
-                conn.close(KICKED, reason);
+        self.with_sink(|sink| {
+            for c in conns {
+                sink.close(c, KICKED, reason);
             }
-        }
+        });
     }
 
     /// Hands a delivery to the bus for the other nodes, when the bus reaches any (the
@@ -222,9 +220,8 @@ impl Hub {
             return;
         };
         self.count("notifications");
-        let Some(server) = self.server() else { return };
         let ids = self.held_by(Some(&users));
-        server.reply_many(&ids, "message", &data);
+        self.deliver_here(&ids, "message", &data);
     }
 }
 

@@ -89,7 +89,7 @@ impl Hub {
     }
 
     /// `chat.create` `{"room": name}`: the sender owns it and is in it.
-    pub(super) fn chat_create(&self, ctx: &Ctx, data: &Value) -> Outcome {
+    pub(super) fn chat_create(&self, ctx: &Call, data: &Value) -> Outcome {
         let user = self.user_of(ctx)?;
         let room = self.room_name(data)?;
         let members = {
@@ -97,14 +97,14 @@ impl Hub {
             st.rooms.create(&room, &user)?;
             members_of(&st, &room)
         };
-        let _ = ctx.reply("chat.create", self.room_view(&room));
+        ctx.reply("chat.create", self.room_view(&room));
         self.send_userlist(&room, members);
         Ok(())
     }
 
     /// `chat.join` `{"room": name, "lastId": id?}`: the answer holds the room and its
     /// history, after `lastId` when given (what was missed), or the last page.
-    pub(super) fn chat_join(&self, ctx: &Ctx, data: &Value) -> Outcome {
+    pub(super) fn chat_join(&self, ctx: &Call, data: &Value) -> Outcome {
         let user = self.user_of(ctx)?;
         let room = self.room_name(data)?;
         // A malformed history request is refused before it joins anyone.
@@ -120,7 +120,7 @@ impl Hub {
             .map(|messages| {
                 let mut view = self.room_view(&room);
                 view["messages"] = messages;
-                let _ = ctx.reply("chat.join", view);
+                ctx.reply("chat.join", view);
             });
         // Joined is joined, even if the store cannot give the history now.
         if let Some(members) = joined {
@@ -129,7 +129,7 @@ impl Hub {
         answered
     }
 
-    pub(super) fn chat_leave(&self, ctx: &Ctx, data: &Value) -> Outcome {
+    pub(super) fn chat_leave(&self, ctx: &Call, data: &Value) -> Outcome {
         let user = self.user_of(ctx)?;
         let room = self.room_name(data)?;
         let members = {
@@ -137,22 +137,22 @@ impl Hub {
             st.rooms.leave(&room, &user)?;
             members_of(&st, &room)
         };
-        let _ = ctx.reply("chat.leave", json!({ "room": room }));
+        ctx.reply("chat.leave", json!({ "room": room }));
         self.send_userlist(&room, members);
         Ok(())
     }
 
-    pub(super) fn chat_members(&self, ctx: &Ctx, data: &Value) -> Outcome {
+    pub(super) fn chat_members(&self, ctx: &Call, data: &Value) -> Outcome {
         let user = self.user_of(ctx)?;
         let room = self.room_name(data)?;
         self.state().rooms.check_member(&room, &user)?;
-        let _ = ctx.reply("chat.members", self.room_view(&room));
+        ctx.reply("chat.members", self.room_view(&room));
         Ok(())
     }
 
     /// `chat.send` `{"room": name, "message": text}`: to every member as
     /// `chat.message` `{"id", "room", "time", "user", "message"}`.
-    pub(super) fn chat_send(&self, ctx: &Ctx, data: &Value) -> Outcome {
+    pub(super) fn chat_send(&self, ctx: &Call, data: &Value) -> Outcome {
         let user = self.user_of(ctx)?;
         let room = self.room_name(data)?;
         let message = self.text_field(data, "message")?;
@@ -168,21 +168,21 @@ impl Hub {
         self.publish(&self.members(&room), "chat.message", &sent, None)?;
         // Answered like every other request, so that a sender can tell a message
         // taken from one lost (its chat.message may come on another connection).
-        let _ = ctx.reply("chat.send", sent);
+        ctx.reply("chat.send", sent);
         Ok(())
     }
 
-    pub(super) fn chat_history(&self, ctx: &Ctx, data: &Value) -> Outcome {
+    pub(super) fn chat_history(&self, ctx: &Call, data: &Value) -> Outcome {
         let user = self.user_of(ctx)?;
         let room = self.room_name(data)?;
         self.state().rooms.check_member(&room, &user)?;
         let list = self.history(&Self::room_stream(&room), self.history_request(data)?)?;
-        let _ = ctx.reply("chat.history", json!({ "room": room, "messages": list }));
+        ctx.reply("chat.history", json!({ "room": room, "messages": list }));
         Ok(())
     }
 
     /// `chat.delete` `{"room": name, "id": id}`, by a moderator.
-    pub(super) fn chat_delete(&self, ctx: &Ctx, data: &Value) -> Outcome {
+    pub(super) fn chat_delete(&self, ctx: &Call, data: &Value) -> Outcome {
         let user = self.user_of(ctx)?;
         let room = self.room_name(data)?;
         let id = Self::after_id(data, "id")?
@@ -196,13 +196,13 @@ impl Hub {
         let data = json!({ "room": room, "id": id.to_string(), "by": user });
         self.publish(&self.members(&room), "chat.deleted", &data, None)?;
         // A moderator or admin outside the room hears of it too.
-        let _ = ctx.reply("chat.delete", data);
+        ctx.reply("chat.delete", data);
         Ok(())
     }
 
     /// `chat.kick`, `ban`, `unban`, `mute`, `unmute`, `appoint`, `dismiss`
     /// `{"room": name, "user": id}`: the members and the target are told.
-    pub(super) fn chat_moderate(&self, ctx: &Ctx, data: &Value) -> Outcome {
+    pub(super) fn chat_moderate(&self, ctx: &Call, data: &Value) -> Outcome {
         let actor = self.user_of(ctx)?;
         let room = self.room_name(data)?;
         let target = self.id_field(data, "user")?;
@@ -225,7 +225,7 @@ impl Hub {
         }
         let note = json!({ "room": room, "user": target, "by": actor });
         self.publish(&told, action.event(), &note, None)?;
-        let _ = ctx.reply(ctx.event(), note);
+        ctx.reply(ctx.event(), note);
         if after != before {
             self.send_userlist(&room, after);
         }
@@ -239,4 +239,91 @@ pub(super) fn members_of(st: &State, room: &str) -> Vec<String> {
         .get(room)
         .map(|r| r.members.iter().cloned().collect())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::TestHub;
+    use super::*;
+
+    #[test]
+    fn a_room_is_joined_spoken_in_and_left_with_userlists() {
+        let t = TestHub::with_users(Config::default(), &[(1, "owner"), (2, "ann")]);
+        t.call(1, "chat.create", json!({ "room": "lobby" }))
+            .unwrap();
+        assert_eq!(t.events(1), ["chat.create", "userlist"]);
+        t.call(2, "chat.join", json!({ "room": "lobby" })).unwrap();
+        let joined = t.take(2);
+        assert_eq!(joined[0].0, "chat.join", "the answer comes first");
+        assert_eq!(joined[0].1["users"], json!(["ann", "owner"]));
+        assert_eq!(
+            joined[1],
+            (
+                "userlist".into(),
+                json!({ "room": "lobby", "users": ["ann", "owner"] })
+            )
+        );
+        assert_eq!(t.events(1), ["userlist"]);
+
+        t.call(
+            2,
+            "chat.send",
+            json!({ "room": "lobby", "message": "hello" }),
+        )
+        .unwrap();
+        let to_ann = t.take(2);
+        assert_eq!(
+            to_ann.iter().map(|(e, _)| e.as_str()).collect::<Vec<_>>(),
+            ["chat.message", "chat.send"],
+            "the sender's copy, then the answer"
+        );
+        let heard = t.take(1);
+        assert_eq!(heard[0].1["message"], "hello");
+        assert_eq!(heard[0].1["id"], to_ann[1].1["id"]);
+
+        // A late joiner gets the history in the answer.
+        t.sign_in(3, "bob");
+        t.call(3, "chat.join", json!({ "room": "lobby" })).unwrap();
+        assert_eq!(t.take(3)[0].1["messages"][0]["message"], "hello");
+        t.take(1);
+        t.take(2);
+        t.call(3, "chat.leave", json!({ "room": "lobby" })).unwrap();
+        assert_eq!(t.take(1)[0].1["users"], json!(["ann", "owner"]));
+        let e = t
+            .call(3, "chat.send", json!({ "room": "lobby", "message": "?" }))
+            .unwrap_err();
+        assert_eq!(e.code(), "not_member");
+    }
+
+    #[test]
+    fn moderation_follows_rank() {
+        let t = TestHub::with_users(Config::default(), &[(1, "owner"), (2, "ann"), (3, "bob")]);
+        t.call(1, "chat.create", json!({ "room": "r" })).unwrap();
+        for c in [2, 3] {
+            t.call(c, "chat.join", json!({ "room": "r" })).unwrap();
+        }
+        let e = t
+            .call(3, "chat.kick", json!({ "room": "r", "user": "ann" }))
+            .unwrap_err();
+        assert_eq!(e.code(), "forbidden");
+        t.call(1, "chat.appoint", json!({ "room": "r", "user": "ann" }))
+            .unwrap();
+        t.call(2, "chat.ban", json!({ "room": "r", "user": "bob" }))
+            .unwrap();
+        assert!(t.events(3).contains(&"chat.banned".to_owned()));
+        let e = t.call(3, "chat.join", json!({ "room": "r" })).unwrap_err();
+        assert_eq!(e.code(), "banned");
+        let e = t
+            .call(2, "chat.kick", json!({ "room": "r", "user": "owner" }))
+            .unwrap_err();
+        assert_eq!(e.code(), "forbidden", "a moderator cannot act on the owner");
+        t.take(1);
+        t.call(1, "chat.unban", json!({ "room": "r", "user": "bob" }))
+            .unwrap();
+        t.call(3, "chat.join", json!({ "room": "r" })).unwrap();
+        assert_eq!(
+            t.take(1).last().unwrap().1["users"],
+            json!(["ann", "bob", "owner"])
+        );
+    }
 }

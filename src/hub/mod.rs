@@ -12,6 +12,7 @@
 //! | `notice.rs`, `private.rs`, `chat.rs`, `admin.rs` | the modules' events |
 //! | [`rooms`] | the room model: members, owners, moderators, bans, mutes |
 //! | `routes.rs` | the admin listener's routes |
+//! | `testing.rs` | the hub in-process for unit tests: memory store, a recording [`Sink`] |
 //!
 //! A delivery to users goes straight to the queues of the connections this node holds,
 //! and, when the bus reaches other nodes (Redis), once onto the bus as
@@ -36,6 +37,8 @@ mod private;
 pub mod rooms;
 mod routes;
 mod sessions;
+#[cfg(test)]
+mod testing;
 
 pub use bus::read_notification;
 
@@ -197,6 +200,85 @@ impl From<RoomError> for Error {
 
 type Outcome = Result<(), Error>;
 
+/// Where the hub's frames go, by connection id: the server's connections in
+/// production ([`Server`] is one), a recorder in the hub's unit tests. The hub knows
+/// users, not sockets.
+pub trait Sink: Send + Sync {
+    /// Sends one text message to each of `ids` that is open; how many took it.
+    fn send_text(&self, ids: &[ConnId], text: &str) -> usize;
+    /// Starts the closing handshake of connection `id` with `code`.
+    fn close(&self, id: ConnId, code: u16, reason: &str);
+}
+
+impl Sink for Server {
+    fn send_text(&self, ids: &[ConnId], text: &str) -> usize {
+        self.send_many(ids, &crate::server::Frame::text(text))
+    }
+
+    fn close(&self, id: ConnId, code: u16, reason: &str) {
+        if let Some(conn) = self.connection(id) {
+            conn.close(code, reason);
+        }
+    }
+}
+
+/// One event being handled: which connection sent it, its name, and where the
+/// answer goes.
+pub struct Call<'a> {
+    id: ConnId,
+    event: &'a str,
+    sink: &'a dyn Sink,
+}
+
+impl Call<'_> {
+    /// The connection the event came from.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The event's name.
+    pub fn event(&self) -> &str {
+        self.event
+    }
+
+    /// Answers the connection the event came from.
+    pub fn reply(&self, event: &str, data: Value) {
+        self.sink
+            .send_text(&[self.id], &crate::envelope::envelope(event, &data));
+    }
+}
+
+/// A handler of a client's event.
+type Method = fn(&Hub, &Call, &Value) -> Outcome;
+
+/// The dispatch table: each client event the hub answers, and its handler.
+const METHODS: [(&str, Method); 24] = [
+    ("authenticate", Hub::authenticate),
+    ("notice.send", Hub::notice_send),
+    ("notice.notice", Hub::notice_send),
+    ("private.send", Hub::private_send),
+    ("private.history", Hub::private_history),
+    ("chat.create", Hub::chat_create),
+    ("chat.join", Hub::chat_join),
+    ("chat.leave", Hub::chat_leave),
+    ("chat.members", Hub::chat_members),
+    ("chat.send", Hub::chat_send),
+    ("chat.history", Hub::chat_history),
+    ("chat.delete", Hub::chat_delete),
+    ("chat.kick", Hub::chat_moderate),
+    ("chat.ban", Hub::chat_moderate),
+    ("chat.unban", Hub::chat_moderate),
+    ("chat.mute", Hub::chat_moderate),
+    ("chat.unmute", Hub::chat_moderate),
+    ("chat.appoint", Hub::chat_moderate),
+    ("chat.dismiss", Hub::chat_moderate),
+    ("admin.stats", Hub::admin_stats),
+    ("admin.connections", Hub::admin_connections),
+    ("admin.kick", Hub::admin_kick),
+    ("admin.broadcast", Hub::admin_broadcast),
+    ("whoami", Hub::whoami),
+];
+
 /// The way a session was presented, which says which key to read for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Way {
@@ -264,6 +346,8 @@ pub struct Hub {
     node: String,
     state: Mutex<State>,
     server: OnceLock<WeakServer>,
+    /// Where frames go instead of the server's connections ([`Hub::attach_sink`]).
+    sink: OnceLock<Arc<dyn Sink>>,
     deadlines: Mutex<Option<Sender<(Instant, ConnId)>>>,
     /// Allowance of `store failed` log lines.
     store_log: Mutex<LogBudget>,
@@ -350,6 +434,7 @@ impl Hub {
                 deadlines: HashMap::new(),
             }),
             server: OnceLock::new(),
+            sink: OnceLock::new(),
             deadlines: Mutex::new(None),
             store_log: Mutex::new(LogBudget::new(60)),
         })
@@ -361,6 +446,33 @@ impl Hub {
 
     fn server(&self) -> Option<Server> {
         self.server.get()?.upgrade()
+    }
+
+    /// Runs `f` with where frames go: the sink given to [`Hub::attach_sink`], else the
+    /// server started with; `None` before either.
+    fn with_sink<R>(&self, f: impl FnOnce(&dyn Sink) -> R) -> Option<R> {
+        if let Some(sink) = self.sink.get() {
+            return Some(f(sink.as_ref()));
+        }
+        let server = self.server()?;
+        Some(f(&server))
+    }
+
+    /// Sends the hub's frames to `sink` rather than to a server: for running the hub's
+    /// handlers in-process, as its unit tests do. Once only.
+    pub fn attach_sink(&self, sink: Arc<dyn Sink>) {
+        let _ = self.sink.set(sink);
+    }
+
+    /// Handles client event `event` from connection `id` as if it came over the
+    /// network, answering through the attached sink. `Ok(false)`: no such event.
+    pub fn handle(&self, id: ConnId, event: &str, data: &Value) -> Result<bool, Error> {
+        let Some((_, method)) = METHODS.iter().find(|(name, _)| *name == event) else {
+            return Ok(false);
+        };
+        self.with_sink(|sink| method(self, &Call { id, event, sink }, data))
+            .unwrap_or(Ok(()))
+            .map(|()| true)
     }
 
     fn log(
@@ -442,37 +554,15 @@ impl Hub {
         builder = builder.on("connection", move |ctx, _| hub.open(ctx));
         let hub = self.clone();
         builder = builder.on("disconnect", move |ctx, _| hub.close(ctx.id()));
-        type Method = fn(&Hub, &Ctx, &Value) -> Outcome;
-        let methods: [(&str, Method); 24] = [
-            ("authenticate", Hub::authenticate),
-            ("notice.send", Hub::notice_send),
-            ("notice.notice", Hub::notice_send),
-            ("private.send", Hub::private_send),
-            ("private.history", Hub::private_history),
-            ("chat.create", Hub::chat_create),
-            ("chat.join", Hub::chat_join),
-            ("chat.leave", Hub::chat_leave),
-            ("chat.members", Hub::chat_members),
-            ("chat.send", Hub::chat_send),
-            ("chat.history", Hub::chat_history),
-            ("chat.delete", Hub::chat_delete),
-            ("chat.kick", Hub::chat_moderate),
-            ("chat.ban", Hub::chat_moderate),
-            ("chat.unban", Hub::chat_moderate),
-            ("chat.mute", Hub::chat_moderate),
-            ("chat.unmute", Hub::chat_moderate),
-            ("chat.appoint", Hub::chat_moderate),
-            ("chat.dismiss", Hub::chat_moderate),
-            ("admin.stats", Hub::admin_stats),
-            ("admin.connections", Hub::admin_connections),
-            ("admin.kick", Hub::admin_kick),
-            ("admin.broadcast", Hub::admin_broadcast),
-            ("whoami", Hub::whoami),
-        ];
-        for (name, method) in methods {
+        for (name, method) in METHODS {
             let hub = self.clone();
             builder = builder.on(name, move |ctx, data| {
-                if let Err(e) = method(&hub, ctx, data) {
+                let call = Call {
+                    id: ctx.id(),
+                    event: ctx.event(),
+                    sink: ctx.server(),
+                };
+                if let Err(e) = method(&hub, &call, data) {
                     if let Error::Store(why) | Error::NotForwarded(why) = &e {
                         hub.count("store_errors");
                         hub.store_failed(ctx.id(), why);

@@ -5,11 +5,11 @@ use super::*;
 impl Hub {
     /// `notice.send` `{"users": [..], "text": .., "data": ..}` from an admin (also
     /// `notice.notice` with `userId`, the earlier form).
-    pub(super) fn notice_send(&self, ctx: &Ctx, data: &Value) -> Outcome {
+    pub(super) fn notice_send(&self, ctx: &Call, data: &Value) -> Outcome {
         let from = self.admin_of(ctx)?;
         let (users, notice) = self.read_notice(data, Some(&from))?;
         self.publish(&users, "notice", &notice, None)?;
-        let _ = ctx.reply(ctx.event(), json!({ "users": users }));
+        ctx.reply(ctx.event(), json!({ "users": users }));
         Ok(())
     }
 
@@ -37,5 +37,34 @@ impl Hub {
             "data": data.get("data"),
         });
         Ok((users, notice))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::TestHub;
+    use super::*;
+
+    #[test]
+    fn an_admin_notice_reaches_the_listed_users_only() {
+        let t = TestHub::with_admin(&[(1, "root"), (2, "23"), (3, "other")]);
+        t.call(1, "notice.send", json!({ "users": [23], "text": "hi" }))
+            .unwrap();
+        assert_eq!(t.take(1)[0].1, json!({ "users": ["23"] }));
+        let got = t.take(2);
+        assert_eq!(
+            (got[0].0.as_str(), &got[0].1["text"]),
+            ("notice", &json!("hi"))
+        );
+        assert_eq!(got[0].1["from"], "root");
+        assert!(t.take(3).is_empty());
+        let e = t
+            .call(2, "notice.send", json!({ "users": [1], "text": "x" }))
+            .unwrap_err();
+        assert_eq!(e.code(), "not_admin");
+        let e = t
+            .call(1, "notice.send", json!({ "users": [23] }))
+            .unwrap_err();
+        assert_eq!(e.code(), "bad_request");
     }
 }

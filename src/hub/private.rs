@@ -50,7 +50,7 @@ impl Hub {
 
     /// `private.send` `{"to": user, "message": text}`: to every connection of the
     /// recipient, a copy to the sender's other connections, kept in their history.
-    pub(super) fn private_send(&self, ctx: &Ctx, data: &Value) -> Outcome {
+    pub(super) fn private_send(&self, ctx: &Call, data: &Value) -> Outcome {
         let from = self.user_of(ctx)?;
         let to = self.id_field(data, "to")?;
         let message = self.text_field(data, "message")?;
@@ -66,17 +66,17 @@ impl Hub {
             users.push(to);
         }
         self.publish(&users, "private.message", &sent, Some(ctx.id()))?;
-        let _ = ctx.reply("private.send", sent);
+        ctx.reply("private.send", sent);
         Ok(())
     }
 
     /// `private.history` `{"with": user, "after": id?, "limit": n?}`.
-    pub(super) fn private_history(&self, ctx: &Ctx, data: &Value) -> Outcome {
+    pub(super) fn private_history(&self, ctx: &Call, data: &Value) -> Outcome {
         let me = self.user_of(ctx)?;
         let with = self.id_field(data, "with")?;
         let stream = Self::private_stream(&me, &with);
         let list = self.history(&stream, self.history_request(data)?)?;
-        let _ = ctx.reply("private.history", json!({ "with": with, "messages": list }));
+        ctx.reply("private.history", json!({ "with": with, "messages": list }));
         Ok(())
     }
 
@@ -106,5 +106,66 @@ impl Hub {
             None => self.stores.history.last(stream, limit)?,
         };
         Ok(entries(list))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::TestHub;
+    use super::*;
+
+    #[test]
+    fn a_private_message_reaches_every_connection_of_both_but_the_sender() {
+        let t = TestHub::with_users(Config::default(), &[(1, "ann"), (2, "ann"), (3, "bob")]);
+        t.call(1, "private.send", json!({ "to": "bob", "message": "hi" }))
+            .unwrap();
+        let answer = t.take(1);
+        assert_eq!(
+            answer.len(),
+            1,
+            "the sender hears its answer only: {answer:?}"
+        );
+        assert_eq!(answer[0].0, "private.send");
+        let id = answer[0].1["id"].clone();
+        for c in [2, 3] {
+            let got = t.take(c);
+            assert_eq!(got.len(), 1, "{got:?}");
+            assert_eq!(got[0].0, "private.message");
+            assert_eq!((&got[0].1["message"], &got[0].1["id"]), (&json!("hi"), &id));
+            assert_eq!(got[0].1["user"], "ann");
+        }
+        // Kept for both, whoever asks.
+        t.call(3, "private.history", json!({ "with": "ann" }))
+            .unwrap();
+        let history = &t.take(3)[0].1["messages"];
+        assert_eq!(history.as_array().map(Vec::len), Some(1));
+        assert_eq!(history[0]["id"], id);
+    }
+
+    #[test]
+    fn what_a_private_message_needs_is_checked_before_it_is_kept() {
+        let t = TestHub::new(Config {
+            max_text_chars: 5,
+            ..Config::default()
+        });
+        t.sign_in(1, "ann");
+        for (data, code) in [
+            (json!({ "to": "bob" }), "bad_request"),
+            (json!({ "to": "bob", "message": "   " }), "bad_request"),
+            (json!({ "to": "bob", "message": "toolong" }), "bad_request"),
+            (json!({ "message": "hi" }), "bad_request"),
+        ] {
+            let e = t.call(1, "private.send", data.clone()).unwrap_err();
+            assert_eq!(e.code(), code, "{data}");
+        }
+        t.call(1, "private.history", json!({ "with": "bob" }))
+            .unwrap();
+        assert_eq!(t.take(1)[0].1["messages"], json!([]));
+        // Anonymous connections have no private messages.
+        t.hub.opened(9, &Claim::Anonymous, None).unwrap();
+        let e = t
+            .call(9, "private.send", json!({ "to": "ann", "message": "x" }))
+            .unwrap_err();
+        assert_eq!(e.code(), "not_authenticated");
     }
 }

@@ -8,9 +8,18 @@ impl Hub {
     /// A connection opened: note what its upgrade claimed, and confirm it.
     pub(super) fn open(&self, ctx: &Ctx) {
         let Some(conn) = ctx.conn() else { return };
-        let id = conn.id();
         let (claim, soft_id) = auth::read_note(conn.handshake().note.as_ref());
-        match &claim {
+        if let Err(e) = self.opened(conn.id(), &claim, soft_id) {
+            ctx.fail(e.code(), &e.to_string());
+        }
+    }
+
+    /// Connection `id` opened with `claim`: note it and confirm it. An error is the
+    /// connection's to hear (a room in its session key it may not enter); it stays
+    /// open.
+    pub fn opened(&self, id: ConnId, claim: &Claim, soft_id: Option<String>) -> Outcome {
+        let mut outcome = Ok(());
+        match claim {
             Claim::User { user, session } => {
                 {
                     let mut st = self.state();
@@ -32,9 +41,7 @@ impl Hub {
                 }
                 self.bind(key, user, room.as_deref(), Some(id));
                 if let Some(room) = room {
-                    if let Err(e) = self.enter_room(room, user, true) {
-                        ctx.fail(e.code(), &e.to_string());
-                    }
+                    outcome = self.enter_room(room, user, true);
                 }
                 self.recheck_session(key);
             }
@@ -43,6 +50,12 @@ impl Hub {
                 self.start_deadline(id);
             }
         }
+        outcome
+    }
+
+    /// Connection `id` closed (the `disconnect` event).
+    pub fn closed(&self, id: ConnId) {
+        self.close(id);
     }
 
     /// When anonymous connections are refused, connection `id` has
@@ -63,7 +76,6 @@ impl Hub {
     /// session). The users those connections had before leave their rooms if that was
     /// their last connection here.
     pub(super) fn bind(&self, session: &str, user: &str, room: Option<&str>, also: Option<ConnId>) {
-        let server = self.server();
         let before = {
             let mut st = self.state();
             let before: BTreeSet<String> = st
@@ -80,11 +92,11 @@ impl Hub {
             // Sent under the lock: a delivery to this user must take the lock to find
             // these connections, so it comes after the confirmation, which is then
             // the first thing a connection hears as the user.
-            for c in told {
-                if let Some(conn) = server.as_ref().and_then(|s| s.connection(c)) {
-                    let _ = conn.send_text(&confirmation(&st, c, user, session, room));
+            self.with_sink(|sink| {
+                for c in told {
+                    sink.send_text(&[c], &confirmation(&st, c, user, session, room));
                 }
-            }
+            });
             before
         };
         for old in before {
@@ -93,13 +105,11 @@ impl Hub {
     }
 
     pub(super) fn unconfirm(&self, id: ConnId, session: &str, reason: &str) {
-        if let Some(server) = self.server() {
-            server.reply_many(
-                &[id],
-                "unauthenticated",
-                &json!({ "sessionId": session, "reason": reason }),
-            );
-        }
+        self.deliver_here(
+            &[id],
+            "unauthenticated",
+            &json!({ "sessionId": session, "reason": reason }),
+        );
     }
 
     /// A connection closed: forget it, and take its user out of their rooms if it was
@@ -140,7 +150,7 @@ impl Hub {
     }
 
     /// `authenticate` `{"sessionId": ..}`: the session-to-user way.
-    pub(super) fn authenticate(&self, ctx: &Ctx, data: &Value) -> Outcome {
+    pub(super) fn authenticate(&self, ctx: &Call, data: &Value) -> Outcome {
         let Some(template) = &self.config.session_user_key else {
             return Err(Error::BadRequest("authenticate is turned off here".into()));
         };
@@ -186,14 +196,14 @@ impl Hub {
     }
 
     /// `whoami`: what the hub knows of this connection.
-    pub(super) fn whoami(&self, ctx: &Ctx, _: &Value) -> Outcome {
+    pub(super) fn whoami(&self, ctx: &Call, _: &Value) -> Outcome {
         let member = self
             .state()
             .identity
             .member(ctx.id())
             .cloned()
             .unwrap_or_default();
-        let _ = ctx.reply(
+        ctx.reply(
             "whoami",
             json!({
                 "connectionId": ctx.id(),
@@ -337,7 +347,7 @@ impl Hub {
     }
 
     /// The user of a connection, or [`Error::NotAuthenticated`].
-    pub(super) fn user_of(&self, ctx: &Ctx) -> Result<String, Error> {
+    pub(super) fn user_of(&self, ctx: &Call) -> Result<String, Error> {
         self.state()
             .identity
             .member(ctx.id())
@@ -349,11 +359,54 @@ impl Hub {
         self.config.admins.iter().any(|a| a == user)
     }
 
-    pub(super) fn admin_of(&self, ctx: &Ctx) -> Result<String, Error> {
+    pub(super) fn admin_of(&self, ctx: &Call) -> Result<String, Error> {
         let user = self.user_of(ctx)?;
         if !self.is_admin(&user) {
             return Err(Error::NotAdmin);
         }
         Ok(user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::TestHub;
+    use super::*;
+
+    #[test]
+    fn a_session_signs_in_every_connection_that_presents_it() {
+        let t = TestHub::with_users(Config::default(), &[(1, "ann")]);
+        t.call(1, "whoami", Value::Null).unwrap();
+        assert_eq!(t.take(1)[0].1["userId"], "ann");
+        // A session the site has not written yet: the connection hears so, and
+        // follows the key; once the site writes it, the connection is that user.
+        t.hub.opened(2, &Claim::Anonymous, None).unwrap();
+        t.call(2, "authenticate", json!({ "sessionId": "later" }))
+            .unwrap();
+        let heard = t.take(2);
+        assert_eq!(heard[0].0, "unauthenticated", "{heard:?}");
+        assert_eq!(heard[0].1["sessionId"], "later");
+        t.hub
+            .stores
+            .sessions
+            .set("session-store-later", "bob", None)
+            .unwrap();
+        t.hub.on_key(KeyEvent::Set("session-store-later".into()));
+        assert_eq!(t.take(2)[0].1["userId"], "bob");
+    }
+
+    #[test]
+    fn the_last_connection_of_a_user_takes_them_out_of_their_rooms() {
+        let t = TestHub::with_users(Config::default(), &[(1, "ann"), (2, "bob"), (3, "bob")]);
+        t.call(1, "chat.create", json!({ "room": "r" })).unwrap();
+        t.call(2, "chat.join", json!({ "room": "r" })).unwrap();
+        t.take(1);
+        t.hub.closed(2);
+        assert!(t.take(1).is_empty(), "bob is still here on connection 3");
+        t.hub.closed(3);
+        assert_eq!(
+            t.take(1),
+            [("userlist".into(), json!({ "room": "r", "users": ["ann"] }))]
+        );
     }
 }
