@@ -74,15 +74,22 @@ impl Hub {
         }
     }
 
+    /// Changes `room` with `change`, and returns what it returned with the members
+    /// right after, read under the same lock (see [`Hub::send_userlist`]).
+    pub(super) fn change_room<T>(
+        &self,
+        room: &str,
+        change: impl FnOnce(&mut Rooms) -> Result<T, RoomError>,
+    ) -> Result<(T, Vec<String>), Error> {
+        let mut st = self.state();
+        let result = change(&mut st.rooms)?;
+        Ok((result, members_of(&st, room)))
+    }
+
     pub(super) fn enter_room(&self, room: &str, user: &str, open: bool) -> Outcome {
         self.check_room_name(room)?;
-        let joined = {
-            let mut st = self.state();
-            st.rooms
-                .join(room, user, open)?
-                .then(|| members_of(&st, room))
-        };
-        if let Some(members) = joined {
+        let (joined, members) = self.change_room(room, |r| r.join(room, user, open))?;
+        if joined {
             self.send_userlist(room, members);
         }
         Ok(())
@@ -92,11 +99,7 @@ impl Hub {
     pub(super) fn chat_create(&self, ctx: &Call, data: &Value) -> Outcome {
         let user = self.user_of(ctx)?;
         let room = self.room_name(data)?;
-        let members = {
-            let mut st = self.state();
-            st.rooms.create(&room, &user)?;
-            members_of(&st, &room)
-        };
+        let ((), members) = self.change_room(&room, |r| r.create(&room, &user))?;
         ctx.reply("chat.create", self.room_view(&room));
         self.send_userlist(&room, members);
         Ok(())
@@ -109,12 +112,7 @@ impl Hub {
         let room = self.room_name(data)?;
         // A malformed history request is refused before it joins anyone.
         let request = self.history_request(data)?;
-        let joined = {
-            let mut st = self.state();
-            st.rooms
-                .join(&room, &user, false)?
-                .then(|| members_of(&st, &room))
-        };
+        let (joined, members) = self.change_room(&room, |r| r.join(&room, &user, false))?;
         let answered = self
             .history(&Self::room_stream(&room), request)
             .map(|messages| {
@@ -123,7 +121,7 @@ impl Hub {
                 ctx.reply("chat.join", view);
             });
         // Joined is joined, even if the store cannot give the history now.
-        if let Some(members) = joined {
+        if joined {
             self.send_userlist(&room, members);
         }
         answered
@@ -132,11 +130,7 @@ impl Hub {
     pub(super) fn chat_leave(&self, ctx: &Call, data: &Value) -> Outcome {
         let user = self.user_of(ctx)?;
         let room = self.room_name(data)?;
-        let members = {
-            let mut st = self.state();
-            st.rooms.leave(&room, &user)?;
-            members_of(&st, &room)
-        };
+        let ((), members) = self.change_room(&room, |r| r.leave(&room, &user))?;
         ctx.reply("chat.leave", json!({ "room": room }));
         self.send_userlist(&room, members);
         Ok(())

@@ -222,6 +222,21 @@ impl Sink for Server {
     }
 }
 
+/// The server as seen from one event: an answer to the connection the event came
+/// from goes straight to its queue, without looking it up again.
+impl Sink for Ctx<'_> {
+    fn send_text(&self, ids: &[ConnId], text: &str) -> usize {
+        match (ids, self.conn()) {
+            ([id], Some(conn)) if *id == conn.id() => usize::from(conn.send_text(text).is_ok()),
+            _ => self.server().send_text(ids, text),
+        }
+    }
+
+    fn close(&self, id: ConnId, code: u16, reason: &str) {
+        self.server().close(id, code, reason);
+    }
+}
+
 /// One event being handled: which connection sent it, its name, and where the
 /// answer goes.
 pub struct Call<'a> {
@@ -560,7 +575,7 @@ impl Hub {
                 let call = Call {
                     id: ctx.id(),
                     event: ctx.event(),
-                    sink: ctx.server(),
+                    sink: ctx,
                 };
                 if let Err(e) = method(&hub, &call, data) {
                     if let Error::Store(why) | Error::NotForwarded(why) = &e {
