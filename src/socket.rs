@@ -148,6 +148,67 @@ pub(crate) fn masking_keys() -> impl FnMut() -> [u8; 4] + Send {
     }
 }
 
+/// Bytes read from a stream and not yet decoded: one buffer, reused for every read,
+/// whose bytes are decoded before the next read. Shared by [`WebSocket`] and the
+/// client.
+pub(crate) struct ReadBuffer {
+    buf: Vec<u8>,
+    pos: usize,
+    len: usize,
+}
+
+impl ReadBuffer {
+    /// A buffer of `size` bytes (more if `leftover` needs it) holding `leftover`, the
+    /// bytes read past the handshake.
+    pub(crate) fn new(size: usize, leftover: &[u8]) -> Self {
+        let mut buf = vec![0; size.max(leftover.len()).max(MAX_HEADER_BYTES)];
+        buf[..leftover.len()].copy_from_slice(leftover);
+        ReadBuffer {
+            buf,
+            pos: 0,
+            len: leftover.len(),
+        }
+    }
+
+    /// Decodes with `conn` until one event, or until what was read is used up
+    /// (`Ok(None)`). What the event calls for is in `conn`'s output.
+    pub(crate) fn decode(
+        &mut self,
+        conn: &mut Connection,
+    ) -> Result<Option<Event>, protocol::Error> {
+        while self.pos < self.len {
+            let (n, event) = conn.receive(&self.buf[self.pos..self.len])?;
+            self.pos += n;
+            if event.is_some() {
+                return Ok(event);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Refills the buffer with one read; `UnexpectedEof` when the peer closed TCP.
+    pub(crate) fn fill(&mut self, stream: &mut impl Read) -> io::Result<()> {
+        self.pos = 0;
+        self.len = 0;
+        loop {
+            match stream.read(&mut self.buf) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "peer closed TCP without a close frame",
+                    ))
+                }
+                Ok(n) => {
+                    self.len = n;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 /// A write buffer grown past this by one large frame is given back afterwards.
 const KEEP_WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
@@ -161,9 +222,7 @@ pub struct WebSocket<S> {
     stream: S,
     config: Config,
     conn: Connection,
-    read_buf: Vec<u8>,
-    read_pos: usize,
-    read_len: usize,
+    input: ReadBuffer,
     tracer: Option<Tracer>,
 }
 
@@ -171,14 +230,6 @@ impl<S: Read + Write> WebSocket<S> {
     /// Wraps a stream whose opening handshake is done. `leftover` holds bytes read past
     /// the handshake (frames the peer sent right away); they are decoded first.
     pub fn from_raw(stream: S, role: Role, config: Config, leftover: &[u8]) -> Self {
-        let mut read_buf = vec![
-            0;
-            config
-                .read_buffer_bytes
-                .max(leftover.len())
-                .max(MAX_HEADER_BYTES)
-        ];
-        read_buf[..leftover.len()].copy_from_slice(leftover);
         let conn = match role {
             Role::Server => Connection::server(config.limits),
             Role::Client => Connection::client(config.limits, masking_keys()),
@@ -187,9 +238,7 @@ impl<S: Read + Write> WebSocket<S> {
             stream,
             config,
             conn,
-            read_buf,
-            read_pos: 0,
-            read_len: leftover.len(),
+            input: ReadBuffer::new(config.read_buffer_bytes, leftover),
             tracer: None,
         }
     }
@@ -226,28 +275,22 @@ impl<S: Read + Write> WebSocket<S> {
     pub fn read(&mut self) -> Result<Event, Error> {
         loop {
             // 1. Decode what the last read left in the buffer.
-            while self.read_pos < self.read_len {
-                let received = self
-                    .conn
-                    .receive(&self.read_buf[self.read_pos..self.read_len]);
-                self.emit_traces();
-                match received {
-                    Ok((n, event)) => {
-                        self.read_pos += n;
-                        if let Some(event) = event {
-                            if matches!(event, Event::Close(_)) {
-                                self.flush()?;
-                            }
-                            return Ok(event);
-                        }
+            let decoded = self.input.decode(&mut self.conn);
+            self.emit_traces();
+            match decoded {
+                Ok(Some(event)) => {
+                    if matches!(event, Event::Close(_)) {
+                        self.flush()?;
                     }
-                    Err(e) => {
-                        // The peer already broke the protocol; if the close cannot be
-                        // written either, the error to report is still the peer's.
-                        let _ = self.flush();
-                        self.conn.terminate();
-                        return Err(Error::Protocol(e));
-                    }
+                    return Ok(event);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // The peer already broke the protocol; if the close cannot be
+                    // written either, the error to report is still the peer's.
+                    let _ = self.flush();
+                    self.conn.terminate();
+                    return Err(Error::Protocol(e));
                 }
             }
             if self.conn.state() == State::Closed {
@@ -257,21 +300,12 @@ impl<S: Read + Write> WebSocket<S> {
             //    frames the last read held leave in one write.
             self.flush()?;
             // 3. Refill the buffer with one read.
-            self.read_pos = 0;
-            self.read_len = 0;
-            let n = match self.stream.read(&mut self.read_buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::Io(e)),
-            };
-            if n == 0 {
-                self.conn.terminate();
-                return Err(Error::Io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "peer closed TCP without a close frame",
-                )));
+            if let Err(e) = self.input.fill(&mut self.stream) {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    self.conn.terminate();
+                }
+                return Err(Error::Io(e));
             }
-            self.read_len = n;
         }
     }
 

@@ -18,7 +18,7 @@ use crate::protocol::connection::{Connection, SendError, State};
 use crate::protocol::frame::OpCode;
 use crate::protocol::handshake::HeadLimits;
 use crate::protocol::message::{Event, Limits};
-use crate::socket::{self, Urandom};
+use crate::socket::{self, ReadBuffer, Urandom};
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::fmt;
@@ -265,9 +265,7 @@ const READ_BUFFER_BYTES: usize = 16 * 1024;
 /// A blocking WebSocket client.
 pub struct Client {
     read: TcpStream,
-    buf: Vec<u8>,
-    pos: usize,
-    len: usize,
+    input: ReadBuffer,
     sender: Sender,
     protocol: Option<String>,
 }
@@ -316,17 +314,13 @@ impl Client {
             HeadLimits::default(),
         )?;
         stream.set_read_timeout(None)?;
-        let mut buf = vec![0u8; READ_BUFFER_BYTES.max(leftover.len())];
-        buf[..leftover.len()].copy_from_slice(&leftover);
         let link = Link {
             conn: Connection::client(limits, socket::masking_keys()),
             write: stream.try_clone()?,
         };
         Ok(Client {
             read: stream,
-            buf,
-            pos: 0,
-            len: leftover.len(),
+            input: ReadBuffer::new(READ_BUFFER_BYTES, &leftover),
             sender: Sender {
                 link: Arc::new(Mutex::new(link)),
             },
@@ -359,48 +353,33 @@ impl Client {
     /// failing close (7.1.7); after a close nothing more can be sent.
     pub fn read(&mut self) -> Result<Event, Error> {
         loop {
-            while self.pos < self.len {
+            {
                 let mut link = self.sender.lock();
-                match link.conn.receive(&self.buf[self.pos..self.len]) {
-                    Ok((n, event)) => {
-                        self.pos += n;
-                        if let Some(event) = event {
-                            link.flush()?;
-                            return Ok(event);
-                        }
+                match self.input.decode(&mut link.conn) {
+                    Ok(Some(event)) => {
+                        link.flush()?;
+                        return Ok(event);
                     }
+                    Ok(None) => {}
                     Err(e) => {
                         let _ = link.flush();
                         link.conn.terminate();
                         return Err(Error::Ws(socket::Error::Protocol(e)));
                     }
                 }
+                if link.conn.state() == State::Closed {
+                    return Err(Error::Ws(socket::Error::Closed));
+                }
             }
-            if self.sender.lock().conn.state() == State::Closed {
-                return Err(Error::Ws(socket::Error::Closed));
-            }
-            self.pos = 0;
-            self.len = 0;
-            match self.read.read(&mut self.buf) {
-                Ok(0) => {
+            if let Err(e) = self.input.fill(&mut self.read) {
+                // A timeout leaves the connection as it was: a later read goes on.
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) {
                     self.sender.lock().conn.terminate();
-                    return Err(Error::Ws(socket::Error::Io(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "peer closed TCP without a close frame",
-                    ))));
                 }
-                Ok(n) => self.len = n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let timeout = matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    );
-                    if !timeout {
-                        self.sender.lock().conn.terminate();
-                    }
-                    return Err(Error::Ws(socket::Error::Io(e)));
-                }
+                return Err(Error::Ws(socket::Error::Io(e)));
             }
         }
     }
