@@ -14,6 +14,22 @@ pub struct Opt<S> {
     pub apply: fn(&mut S, &str) -> Result<(), String>,
 }
 
+/// An [`Opt`] whose `apply` is one statement (or block) on the settings `s` and the
+/// value `v`; `?` in it returns the value's error.
+macro_rules! opt {
+    ($name:expr, $value:expr, $help:expr, |$s:ident, $v:tt| $body:expr) => {
+        Opt {
+            name: $name,
+            value: $value,
+            help: $help,
+            apply: |$s, $v| {
+                $body;
+                Ok(())
+            },
+        }
+    };
+}
+
 /// Settings that hold a server's [`server::Config`], so that the server options apply
 /// to them.
 pub trait HasServer {
@@ -134,252 +150,185 @@ pub fn lifetime(text: &str) -> Result<Option<Duration>, String> {
 /// The server options, shared by every command that runs a server.
 pub fn server_options<S: HasServer>() -> Vec<Opt<S>> {
     vec![
-        Opt {
-            name: "--handshake-timeout",
-            value: "SECONDS",
-            help: "time to send the opening handshake (default 10)",
-            apply: |s, v| {
-                s.server().handshake_timeout = seconds(v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--ping-interval",
-            value: "SECONDS",
-            help: "ping a connection silent this long (default 25)",
-            apply: |s, v| {
-                s.server().ping_interval = seconds(v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--heartbeat-timeout",
-            value: "SECONDS",
-            help: "close one that does not answer a ping in time, 4000 (default 20)",
-            apply: |s, v| {
-                s.server().heartbeat_timeout = seconds(v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--idle-timeout",
-            value: "SECONDS",
-            help: "close one that sends no message this long, 4001 (default: never)",
-            apply: |s, v| {
-                s.server().idle_timeout = Some(seconds(v)?);
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--write-timeout",
-            value: "SECONDS",
-            help: "drop a peer that does not read for this long (default 30)",
-            apply: |s, v| {
-                s.server().write_timeout = seconds(v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--shutdown-grace",
-            value: "SECONDS",
-            help: "time for closing handshakes on SIGINT/SIGTERM (default 5)",
-            apply: |s, v| {
-                s.server().shutdown_grace = seconds(v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--max-frame-bytes",
-            value: "N",
-            help: "longest frame payload, 1009 (default 16777216; serve 65536)",
-            apply: |s, v| {
-                s.server().ws.limits.max_frame_bytes = at_least(1, v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--max-message-bytes",
-            value: "N",
-            help: "longest message, 1009 (default 67108864; serve 65536)",
-            apply: |s, v| {
-                s.server().ws.limits.max_message_bytes = at_least(1, v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--message-timeout",
-            value: "SECONDS",
-            help: "time to finish a fragmented message, 1008 (default 30)",
-            apply: |s, v| {
-                s.server().message_timeout = seconds(v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--max-buffered-bytes",
-            value: "N",
-            help: "bytes of unfinished messages and read buffers, all\n\
+        opt!(
+            "--handshake-timeout",
+            "SECONDS",
+            "time to send the opening handshake (default 10)",
+            |s, v| s.server().handshake_timeout = seconds(v)?
+        ),
+        opt!(
+            "--ping-interval",
+            "SECONDS",
+            "ping a connection silent this long (default 25)",
+            |s, v| s.server().ping_interval = seconds(v)?
+        ),
+        opt!(
+            "--heartbeat-timeout",
+            "SECONDS",
+            "close one that does not answer a ping in time, 4000 (default 20)",
+            |s, v| s.server().heartbeat_timeout = seconds(v)?
+        ),
+        opt!(
+            "--idle-timeout",
+            "SECONDS",
+            "close one that sends no message this long, 4001 (default: never)",
+            |s, v| s.server().idle_timeout = Some(seconds(v)?)
+        ),
+        opt!(
+            "--write-timeout",
+            "SECONDS",
+            "drop a peer that does not read for this long (default 30)",
+            |s, v| s.server().write_timeout = seconds(v)?
+        ),
+        opt!(
+            "--shutdown-grace",
+            "SECONDS",
+            "time for closing handshakes on SIGINT/SIGTERM (default 5)",
+            |s, v| s.server().shutdown_grace = seconds(v)?
+        ),
+        opt!(
+            "--max-frame-bytes",
+            "N",
+            "longest frame payload, 1009 (default 16777216; serve 65536)",
+            |s, v| s.server().ws.limits.max_frame_bytes = at_least(1, v)?
+        ),
+        opt!(
+            "--max-message-bytes",
+            "N",
+            "longest message, 1009 (default 67108864; serve 65536)",
+            |s, v| s.server().ws.limits.max_message_bytes = at_least(1, v)?
+        ),
+        opt!(
+            "--message-timeout",
+            "SECONDS",
+            "time to finish a fragmented message, 1008 (default 30)",
+            |s, v| s.server().message_timeout = seconds(v)?
+        ),
+        opt!(
+            "--max-buffered-bytes",
+            "N",
+            "bytes of unfinished messages and read buffers, all\n\
                    connections together; over it the largest holder\n\
                    is closed with 1013 (default 268435456)",
-            apply: |s, v| {
-                s.server().max_buffered_bytes = number(v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--max-json-values",
-            value: "N",
-            help: "JSON values in one event message, more is an error\n\
+            |s, v| s.server().max_buffered_bytes = number(v)?
+        ),
+        opt!(
+            "--max-json-values",
+            "N",
+            "JSON values in one event message, more is an error\n\
                    event; 0 for no limit (default: no limit; serve 4096)",
-            apply: |s, v| {
+            |s, v| {
                 let n: usize = number(v)?;
                 s.server().max_json_values = (n > 0).then_some(n);
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--max-handshakes",
-            value: "N",
-            help: "connections still sending their handshake; a new\n\
+            }
+        ),
+        opt!(
+            "--max-handshakes",
+            "N",
+            "connections still sending their handshake; a new\n\
                    one drops the oldest (default 1024)",
-            apply: |s, v| {
-                s.server().max_handshakes = at_least(1, v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--max-queue-bytes",
-            value: "N",
-            help: "send queue bound per connection, 1008 (default 1048576)",
-            apply: |s, v| {
-                s.server().max_queue_bytes = number(v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--max-connections",
-            value: "N",
-            help: "over it, HTTP 503 (default 16384)",
-            apply: |s, v| {
-                s.server().max_connections = number(v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--max-connections-per-ip",
-            value: "N",
-            help: "over it, HTTP 429 (default: no limit)",
-            apply: |s, v| {
-                s.server().max_connections_per_ip = Some(number(v)?);
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--max-messages-per-second",
-            value: "N",
-            help: "per connection, over it 1008; 0 for no limit\n\
+            |s, v| s.server().max_handshakes = at_least(1, v)?
+        ),
+        opt!(
+            "--max-queue-bytes",
+            "N",
+            "send queue bound per connection, 1008 (default 1048576)",
+            |s, v| s.server().max_queue_bytes = number(v)?
+        ),
+        opt!(
+            "--max-connections",
+            "N",
+            "over it, HTTP 503 (default 16384)",
+            |s, v| s.server().max_connections = number(v)?
+        ),
+        opt!(
+            "--max-connections-per-ip",
+            "N",
+            "over it, HTTP 429 (default: no limit)",
+            |s, v| s.server().max_connections_per_ip = Some(number(v)?)
+        ),
+        opt!(
+            "--max-messages-per-second",
+            "N",
+            "per connection, over it 1008; 0 for no limit\n\
                    (default 1000; echo: no limit)",
-            apply: |s, v| {
+            |s, v| {
                 let n: u32 = number(v)?;
                 s.server().max_messages_per_second = (n > 0).then_some(n);
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--trace-frames",
-            value: "",
-            help: "print every frame in and out, annotated",
-            apply: |s, _| {
-                s.server().trace_frames = true;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--writer-threads",
-            value: "N",
-            help: "threads sending for other threads (default 1)",
-            apply: |s, v| {
-                s.server().writer_threads = at_least(1, v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--thread-stack-bytes",
-            value: "N",
-            help: "stack of each connection thread (default 131072)",
-            apply: |s, v| {
-                s.server().thread_stack_bytes = at_least(32 * 1024, v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--admin-listen",
-            value: "ADDR",
-            help: "admin listener (JSON of the connections); loopback\n\
+            }
+        ),
+        opt!(
+            "--trace-frames",
+            "",
+            "print every frame in and out, annotated",
+            |s, _| s.server().trace_frames = true
+        ),
+        opt!(
+            "--writer-threads",
+            "N",
+            "threads sending for other threads (default 1)",
+            |s, v| s.server().writer_threads = at_least(1, v)?
+        ),
+        opt!(
+            "--thread-stack-bytes",
+            "N",
+            "stack of each connection thread (default 131072)",
+            |s, v| s.server().thread_stack_bytes = at_least(32 * 1024, v)?
+        ),
+        opt!(
+            "--admin-listen",
+            "ADDR",
+            "admin listener (JSON of the connections); loopback\n\
                    unless --admin-token is given (default: none)",
-            apply: |s, v| {
-                s.server().admin_listen = Some(v.to_owned());
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--admin-token",
-            value: "TOKEN",
-            help: "bearer token the admin listener requires; not empty",
-            apply: |s, v| {
+            |s, v| s.server().admin_listen = Some(v.to_owned())
+        ),
+        opt!(
+            "--admin-token",
+            "TOKEN",
+            "bearer token the admin listener requires; not empty",
+            |s, v| {
                 // `--admin-token "$UNSET"` must not leave the admin routes open to all.
                 if v.trim().is_empty() {
                     return Err("the token is empty".into());
                 }
                 s.server().admin_token = Some(v.to_owned());
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--max-admin-requests",
-            value: "N",
-            help: "admin requests served at once, 503 beyond (default 16)",
-            apply: |s, v| {
-                s.server().max_admin_requests = at_least(1, v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--bad-input-logs-per-minute",
-            value: "N",
-            help: "log lines about one connection's bad input (default 10)",
-            apply: |s, v| {
-                s.server().bad_input_logs_per_minute = number(v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--max-logged-input-bytes",
-            value: "N",
-            help: "client text copied into logs and errors (default 256)",
-            apply: |s, v| {
-                s.server().max_logged_input_bytes = number(v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--log-format",
-            value: "human|json",
-            help: "log line format (default human)",
-            apply: |s, v| {
+            }
+        ),
+        opt!(
+            "--max-admin-requests",
+            "N",
+            "admin requests served at once, 503 beyond (default 16)",
+            |s, v| s.server().max_admin_requests = at_least(1, v)?
+        ),
+        opt!(
+            "--bad-input-logs-per-minute",
+            "N",
+            "log lines about one connection's bad input (default 10)",
+            |s, v| s.server().bad_input_logs_per_minute = number(v)?
+        ),
+        opt!(
+            "--max-logged-input-bytes",
+            "N",
+            "client text copied into logs and errors (default 256)",
+            |s, v| s.server().max_logged_input_bytes = number(v)?
+        ),
+        opt!(
+            "--log-format",
+            "human|json",
+            "log line format (default human)",
+            |s, v| {
                 s.server().log_format = match v {
                     "human" => log::Format::Human,
                     "json" => log::Format::Json,
                     other => return Err(format!("'{other}': 'human' or 'json'")),
                 };
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--log-level",
-            value: "LEVEL",
-            help: "debug, info, warn or error (default info)",
-            apply: |s, v| {
+            }
+        ),
+        opt!(
+            "--log-level",
+            "LEVEL",
+            "debug, info, warn or error (default info)",
+            |s, v| {
                 s.server().log_level = match v {
                     "debug" => log::Level::Debug,
                     "info" => log::Level::Info,
@@ -387,9 +336,8 @@ pub fn server_options<S: HasServer>() -> Vec<Opt<S>> {
                     "error" => log::Level::Error,
                     other => return Err(format!("'{other}': debug, info, warn or error")),
                 };
-                Ok(())
-            },
-        },
+            }
+        ),
     ]
 }
 

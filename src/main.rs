@@ -1,5 +1,6 @@
 //! The `switchboard` command.
 
+#[macro_use]
 mod cli;
 
 use cli::{HasServer, Opt, Parsed};
@@ -108,37 +109,30 @@ impl HasServer for EchoSettings {
 
 fn echo_options() -> Vec<Opt<EchoSettings>> {
     vec![
-        Opt {
-            name: "--listen",
-            value: "ADDR",
-            help: "address to listen on (default 127.0.0.1:9001)",
-            apply: |s, v| {
-                s.listen = v.to_owned();
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--mode",
-            value: "echo|broadcast",
-            help: "back to the sender, or to every connection (default echo)",
-            apply: |s, v| {
+        opt!(
+            "--listen",
+            "ADDR",
+            "address to listen on (default 127.0.0.1:9001)",
+            |s, v| s.listen = v.to_owned()
+        ),
+        opt!(
+            "--mode",
+            "echo|broadcast",
+            "back to the sender, or to every connection (default echo)",
+            |s, v| {
                 s.broadcast = match v {
                     "echo" => false,
                     "broadcast" => true,
                     other => return Err(format!("'{other}': 'echo' or 'broadcast'")),
                 };
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--protocol",
-            value: "NAME",
-            help: "a subprotocol to select when offered (repeatable)",
-            apply: |s, v| {
-                s.protocols.push(v.to_owned());
-                Ok(())
-            },
-        },
+            }
+        ),
+        opt!(
+            "--protocol",
+            "NAME",
+            "a subprotocol to select when offered (repeatable)",
+            |s, v| s.protocols.push(v.to_owned())
+        ),
     ]
 }
 
@@ -218,183 +212,125 @@ fn template(text: &str) -> Result<Option<Template>, String> {
 
 fn serve_options() -> Vec<Opt<ServeSettings>> {
     vec![
-        Opt {
-            name: "--listen",
-            value: "ADDR",
-            help: "address to listen on (default 127.0.0.1:9001)",
-            apply: |s, v| {
-                s.listen = v.to_owned();
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--redis",
-            value: "URL",
-            help: "sessions, history and bus on Redis, such as\n\
+        opt!(
+            "--listen",
+            "ADDR",
+            "address to listen on (default 127.0.0.1:9001)",
+            |s, v| s.listen = v.to_owned()
+        ),
+        opt!(
+            "--redis",
+            "URL",
+            "sessions, history and bus on Redis, such as\n\
                    redis://127.0.0.1:6379/0 (default: in memory)",
-            apply: |s, v| {
-                s.redis_url = Some(v.to_owned());
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--no-anonymous",
-            value: "",
-            help: "connections must authenticate (default: allowed)",
-            apply: |s, v| {
-                let _ = v;
-                s.hub.anonymous = false;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--auth-timeout",
-            value: "SECONDS",
-            help: "time to authenticate then, or close 4002 (default 30)",
-            apply: |s, v| {
-                s.hub.auth_timeout = cli::seconds(v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--origin",
-            value: "ORIGIN",
-            help: "allow browser pages from ORIGIN only (repeatable)",
-            apply: |s, v| {
-                s.hub.origins.push(v.to_owned());
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--admin-user",
-            value: "ID",
-            help: "a user who may use the admin module (repeatable)",
-            apply: |s, v| {
-                s.hub.admins.push(v.to_owned());
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--user-session-key",
-            value: "T|off",
-            help: "key of a user's session id (default {userId})",
-            apply: |s, v| {
-                s.hub.user_session_key = template(v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--session-user-key",
-            value: "T|off",
-            help: "key of a session's user id\n\
+            |s, v| s.redis_url = Some(v.to_owned())
+        ),
+        opt!(
+            "--no-anonymous",
+            "",
+            "connections must authenticate (default: allowed)",
+            |s, _| s.hub.anonymous = false
+        ),
+        opt!(
+            "--auth-timeout",
+            "SECONDS",
+            "time to authenticate then, or close 4002 (default 30)",
+            |s, v| s.hub.auth_timeout = cli::seconds(v)?
+        ),
+        opt!(
+            "--origin",
+            "ORIGIN",
+            "allow browser pages from ORIGIN only (repeatable)",
+            |s, v| s.hub.origins.push(v.to_owned())
+        ),
+        opt!(
+            "--admin-user",
+            "ID",
+            "a user who may use the admin module (repeatable)",
+            |s, v| s.hub.admins.push(v.to_owned())
+        ),
+        opt!(
+            "--user-session-key",
+            "T|off",
+            "key of a user's session id (default {userId})",
+            |s, v| s.hub.user_session_key = template(v)?
+        ),
+        opt!(
+            "--session-user-key",
+            "T|off",
+            "key of a session's user id\n\
                    (default session-store-{sessionId})",
-            apply: |s, v| {
-                s.hub.session_user_key = template(v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--chat-session-key",
-            value: "T|off",
-            help: "key of a session key's user and room\n\
+            |s, v| s.hub.session_user_key = template(v)?
+        ),
+        opt!(
+            "--chat-session-key",
+            "T|off",
+            "key of a session key's user and room\n\
                    (default chat-session-{sessionKey})",
-            apply: |s, v| {
-                s.hub.chat_session_key = template(v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--history",
-            value: "N",
-            help: "entries kept per room or conversation (default 1000)",
-            apply: |s, v| {
-                s.history = cli::at_least(1, v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--history-ttl",
-            value: "SECONDS",
-            help: "with --redis, a history's life after its last entry;\n\
+            |s, v| s.hub.chat_session_key = template(v)?
+        ),
+        opt!(
+            "--history",
+            "N",
+            "entries kept per room or conversation (default 1000)",
+            |s, v| s.history = cli::at_least(1, v)?
+        ),
+        opt!(
+            "--history-ttl",
+            "SECONDS",
+            "with --redis, a history's life after its last entry;\n\
                    0 keeps it (default 2592000, 30 days)",
-            apply: |s, v| {
-                s.history_ttl = cli::lifetime(v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--history-page",
-            value: "N",
-            help: "most history entries in one answer (default 100)",
-            apply: |s, v| {
-                s.hub.history_page = cli::at_least(1, v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--max-text-chars",
-            value: "N",
-            help: "longest message or notice text (default 4000)",
-            apply: |s, v| {
-                s.hub.max_text_chars = cli::at_least(1, v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--max-room-name-chars",
-            value: "N",
-            help: "longest room name (default 64)",
-            apply: |s, v| {
-                s.hub.max_room_name_chars = cli::at_least(1, v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--max-rooms",
-            value: "N",
-            help: "rooms on this node (default 1000)",
-            apply: |s, v| {
-                s.hub.max_rooms = cli::number(v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--max-rooms-per-user",
-            value: "N",
-            help: "rooms one user owns (default 10)",
-            apply: |s, v| {
-                s.hub.max_rooms_per_user = cli::number(v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--max-room-list",
-            value: "N",
-            help: "bans, and moderators, of one room (default 1000)",
-            apply: |s, v| {
-                s.hub.max_room_list = cli::number(v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--max-id-chars",
-            value: "N",
-            help: "longest user or session id a client names (default 128)",
-            apply: |s, v| {
-                s.hub.max_id_chars = cli::at_least(1, v)?;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--store-timeout",
-            value: "SECONDS",
-            help: "with --redis, time one store call has in all, waiting\n\
+            |s, v| s.history_ttl = cli::lifetime(v)?
+        ),
+        opt!(
+            "--history-page",
+            "N",
+            "most history entries in one answer (default 100)",
+            |s, v| s.hub.history_page = cli::at_least(1, v)?
+        ),
+        opt!(
+            "--max-text-chars",
+            "N",
+            "longest message or notice text (default 4000)",
+            |s, v| s.hub.max_text_chars = cli::at_least(1, v)?
+        ),
+        opt!(
+            "--max-room-name-chars",
+            "N",
+            "longest room name (default 64)",
+            |s, v| s.hub.max_room_name_chars = cli::at_least(1, v)?
+        ),
+        opt!(
+            "--max-rooms",
+            "N",
+            "rooms on this node (default 1000)",
+            |s, v| s.hub.max_rooms = cli::number(v)?
+        ),
+        opt!(
+            "--max-rooms-per-user",
+            "N",
+            "rooms one user owns (default 10)",
+            |s, v| s.hub.max_rooms_per_user = cli::number(v)?
+        ),
+        opt!(
+            "--max-room-list",
+            "N",
+            "bans, and moderators, of one room (default 1000)",
+            |s, v| s.hub.max_room_list = cli::number(v)?
+        ),
+        opt!(
+            "--max-id-chars",
+            "N",
+            "longest user or session id a client names (default 128)",
+            |s, v| s.hub.max_id_chars = cli::at_least(1, v)?
+        ),
+        opt!(
+            "--store-timeout",
+            "SECONDS",
+            "with --redis, time one store call has in all, waiting\n\
                    for a pooled connection included (default 2)",
-            apply: |s, v| {
-                s.store_timeout = cli::seconds(v)?;
-                Ok(())
-            },
-        },
+            |s, v| s.store_timeout = cli::seconds(v)?
+        ),
     ]
 }
 
@@ -507,25 +443,19 @@ struct ConnectSettings {
 
 fn connect_options() -> Vec<Opt<ConnectSettings>> {
     vec![
-        Opt {
-            name: "--json",
-            value: "",
-            help: "lines are events: 'name {\"some\":1}'; a line\n\
+        opt!(
+            "--json",
+            "",
+            "lines are events: 'name {\"some\":1}'; a line\n\
                    starting with '{' is sent as it is",
-            apply: |s, _| {
-                s.json = true;
-                Ok(())
-            },
-        },
-        Opt {
-            name: "--protocol",
-            value: "P",
-            help: "offer subprotocol P (repeatable)",
-            apply: |s, v| {
-                s.protocols.push(v.to_owned());
-                Ok(())
-            },
-        },
+            |s, _| s.json = true
+        ),
+        opt!(
+            "--protocol",
+            "P",
+            "offer subprotocol P (repeatable)",
+            |s, v| s.protocols.push(v.to_owned())
+        ),
     ]
 }
 
