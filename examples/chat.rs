@@ -15,14 +15,14 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchboard::server::{events::Ctx, Config, Server};
+use switchboard::server::{events::Ctx, Config, ConnId, Server};
 
 /// Longest name, in characters.
 const MAX_NAME_CHARS: usize = 32;
 /// Longest message, in characters.
 const MAX_TEXT_CHARS: usize = 2000;
 
-type Users = Arc<Mutex<BTreeMap<u64, String>>>;
+type Users = Arc<Mutex<BTreeMap<ConnId, String>>>;
 
 fn names(users: &Users) -> Value {
     let users = users.lock().unwrap_or_else(|p| p.into_inner());

@@ -22,11 +22,13 @@
 pub mod bench;
 pub mod client;
 pub mod envelope;
+pub mod form;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hub;
 pub mod loadgen;
 pub mod protocol;
+pub mod secure;
 pub mod server;
 pub mod socket;
 pub mod store;

@@ -247,7 +247,7 @@ fn serve_options() -> Vec<Opt<ServeSettings>> {
             "--admin-user",
             "ID",
             "a user who may use the admin module (repeatable)",
-            |s, v| s.hub.admins.push(v.to_owned())
+            |s, v| s.hub.admins.push(v.into())
         ),
         opt!(
             "--user-session-key",

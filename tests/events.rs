@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use switchboard::server::{events::Ctx, Builder, Server};
+use switchboard::server::{events::Ctx, Builder, ConnId, Server};
 
 /// A server running on its own thread; shut down and joined on drop.
 struct Running {
@@ -151,7 +151,7 @@ fn built_in_events_and_replies_to_one_some_and_all() {
     let run = Running::start(
         Server::builder()
             .on("connection", move |ctx: &Ctx, data: &Value| {
-                assert_eq!(data["id"], ctx.id());
+                assert_eq!(data["id"], ctx.id().get());
                 l1.lock().unwrap().push(format!("connection {}", ctx.id()));
                 let _ = ctx.reply("hello", json!({ "id": ctx.id() }));
             })
@@ -164,11 +164,12 @@ fn built_in_events_and_replies_to_one_some_and_all() {
                 ctx.reply_all("all", data.clone());
             })
             .on("some", |ctx: &Ctx, data: &Value| {
-                let ids: Vec<u64> = data
+                let ids: Vec<ConnId> = data
                     .as_array()
                     .unwrap()
                     .iter()
                     .filter_map(Value::as_u64)
+                    .map(ConnId)
                     .collect();
                 ctx.server().reply_many(&ids, "some", &json!(ids));
             }),

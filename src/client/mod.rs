@@ -18,7 +18,8 @@ use crate::protocol::connection::{Connection, SendError, State};
 use crate::protocol::frame::OpCode;
 use crate::protocol::handshake::HeadLimits;
 use crate::protocol::message::{Event, Limits};
-use crate::socket::{self, ReadBuffer, Urandom};
+use crate::secure::Urandom;
+use crate::socket::{self, ReadBuffer};
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::fmt;
@@ -315,7 +316,7 @@ impl Client {
         )?;
         stream.set_read_timeout(None)?;
         let link = Link {
-            conn: Connection::client(limits, socket::masking_keys()),
+            conn: Connection::client(limits, crate::secure::masking_keys()),
             write: stream.try_clone()?,
         };
         Ok(Client {

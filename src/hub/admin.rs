@@ -35,7 +35,7 @@ impl Hub {
                         "sessionId": m.session.as_deref().unwrap_or("__nosession__"),
                         "userId": m.user.as_deref().unwrap_or("__nouser__"),
                         "softId": m.soft_id,
-                        "handshake": describe(c),
+                        "handshake": c.describe(),
                     })
                 })
                 .collect(),
@@ -55,13 +55,7 @@ impl Hub {
     /// every node, is closed with [`KICKED`].
     pub(super) fn admin_kick(&self, ctx: &Call, data: &Value) -> Outcome {
         self.admin_of(ctx)?;
-        let user = self.id_field(data, "user")?;
-        let reason = data
-            .get("reason")
-            .and_then(Value::as_str)
-            .unwrap_or("kicked by an admin");
-        // A close reason is at most 123 bytes (RFC 6455 5.5.1).
-        let reason: String = reason.chars().take(60).collect();
+        let Kick { user, reason } = self.read(data)?;
         self.publish_kick(&user, &reason)?;
         ctx.reply("admin.kick", json!({ "user": user }));
         Ok(())
@@ -71,15 +65,8 @@ impl Hub {
     /// connection with a user, on every node.
     pub(super) fn admin_broadcast(&self, ctx: &Call, data: &Value) -> Outcome {
         let from = self.admin_of(ctx)?;
-        let text = data.get("text").and_then(Value::as_str);
-        if text.is_some_and(|t| t.chars().count() > self.config.max_text_chars) {
-            return Err(Error::BadRequest("\"text\" is too long".into()));
-        }
-        if text.is_none() && data.get("data").is_none_or(Value::is_null) {
-            return Err(Error::BadRequest("\"text\" or \"data\" is required".into()));
-        }
-        let out =
-            json!({ "from": from, "time": now_iso8601(), "text": text, "data": data.get("data") });
+        let Broadcast { text, data } = self.read(data)?;
+        let out = json!({ "from": from, "time": now_iso8601(), "text": text, "data": data });
         self.publish_all("broadcast", &out)?;
         ctx.reply("admin.broadcast", json!({ "sent": true }));
         Ok(())
@@ -94,7 +81,7 @@ mod tests {
     #[test]
     fn admins_kick_and_broadcast_to_signed_in_connections() {
         let t = TestHub::with_admin(&[(1, "root"), (2, "ann"), (3, "ann")]);
-        t.hub.opened(4, &Claim::Anonymous, None).unwrap();
+        t.hub.opened(ConnId(4), &Claim::Anonymous, None).unwrap();
         t.call(1, "admin.broadcast", json!({ "text": "maintenance" }))
             .unwrap();
         for c in [1, 2, 3] {

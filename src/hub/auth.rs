@@ -13,12 +13,11 @@
 //! A request that tries the first two ways and fails gets 401 before any upgrade; a
 //! request from a browser page whose `Origin` is not allowed gets 403.
 
-use super::Config;
-use crate::protocol::handshake::{Offer, Request};
-use crate::server::parse_query;
-use crate::server::{admin::constant_time_eq, Reject};
+use super::{Config, SessionId, UserId};
+use crate::secure::constant_time_eq;
+use crate::server::{Reject, Upgrade};
 use crate::store::{Error as StoreError, Sessions};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// A key template without exactly one `{placeholder}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,17 +87,17 @@ impl Template {
 pub enum Claim {
     /// `?userId` with a session id that matched the user's key.
     User {
-        /// The user id, as a string.
-        user: String,
+        /// The user.
+        user: UserId,
         /// The session id presented.
-        session: String,
+        session: SessionId,
     },
     /// `?session_key` found in the store.
     SessionKey {
-        /// The key presented.
-        key: String,
+        /// The key presented: the connection's session.
+        key: SessionId,
         /// The user's name the site stored.
-        user: String,
+        user: UserId,
         /// The chat room the site stored, if any.
         room: Option<String>,
     },
@@ -106,42 +105,14 @@ pub enum Claim {
     Anonymous,
 }
 
-/// The claim and the application tag, as the handshake note holds them.
-pub fn note(claim: &Claim, soft_id: Option<&str>) -> Value {
-    let mut note = match claim {
-        Claim::User { user, session } => {
-            json!({ "way": "user", "user": user, "session": session })
-        }
-        Claim::SessionKey { key, user, room } => {
-            json!({ "way": "session_key", "session": key, "user": user, "room": room })
-        }
-        Claim::Anonymous => json!({ "way": "anonymous" }),
-    };
-    note["softId"] = json!(soft_id);
-    note
-}
-
-/// Reads back what [`note`] wrote.
-pub fn read_note(note: Option<&Value>) -> (Claim, Option<String>) {
-    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-    let Some(note) = note else {
-        return (Claim::Anonymous, None);
-    };
-    let soft_id = text(note, "softId");
-    let claim = match (
-        note.get("way").and_then(Value::as_str),
-        text(note, "user"),
-        text(note, "session"),
-    ) {
-        (Some("user"), Some(user), Some(session)) => Claim::User { user, session },
-        (Some("session_key"), Some(user), Some(key)) => Claim::SessionKey {
-            key,
-            user,
-            room: text(note, "room"),
-        },
-        _ => Claim::Anonymous,
-    };
-    (claim, soft_id)
+/// What the hub keeps with an accepted connection ([`crate::server::Note`]): its
+/// claim, and the application it said it comes from (`softId`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admission {
+    /// Who the upgrade said the peer is.
+    pub claim: Claim,
+    /// `softId` from the query, if any.
+    pub soft_id: Option<String>,
 }
 
 /// Why an upgrade was refused, for the log and the metrics.
@@ -185,16 +156,15 @@ fn unavailable(e: StoreError) -> Refusal {
 pub fn decide(
     config: &Config,
     sessions: &dyn Sessions,
-    request: &Request,
-    offer: &Offer,
-) -> Result<(Claim, Option<String>, Option<String>), Refusal> {
+    upgrade: &Upgrade,
+) -> Result<(Admission, Option<String>), Refusal> {
     if !config.origins.is_empty() {
         // Browsers always send Origin, exactly once (RFC 6454 7.3); other clients need
         // not, and are not refused for its absence (RFC 6455 10.2: the check protects
         // pages, not servers). Two or more Origin fields come
         // from no browser: they are refused, since a check reading one and a proxy
         // reading the other would disagree.
-        let mut origins = request.headers.all("origin");
+        let mut origins = upgrade.headers("origin");
         match (origins.next(), origins.next()) {
             (Some(_), Some(_)) => {
                 return Err(refuse(403, "origin_refused", "more than one Origin header"));
@@ -210,8 +180,7 @@ pub fn decide(
             _ => {}
         }
     }
-    let query = request.target.split_once('?').map_or("", |(_, q)| q);
-    let pairs = parse_query(query);
+    let pairs = upgrade.query();
     let param = |names: &[&str]| {
         names.iter().find_map(|n| {
             pairs
@@ -223,14 +192,13 @@ pub fn decide(
     let soft_id = param(&["softId", "softid"]);
     if let (Some(template), Some(user)) = (&config.user_session_key, param(&["userId"])) {
         // The header first; a browser offers the session id as its subprotocol.
-        let header = request
-            .headers
-            .one("sessid")
+        let header = upgrade
+            .header("sessid")
             .map(str::trim)
             .filter(|h| !h.is_empty());
         let candidates: Vec<&str> = match header {
             Some(h) if !h.is_empty() => vec![h],
-            _ => offer.protocols.iter().map(String::as_str).collect(),
+            _ => upgrade.protocols().iter().map(String::as_str).collect(),
         };
         if candidates.is_empty() {
             return Err(refuse(
@@ -255,10 +223,10 @@ pub fn decide(
         // A browser drops a connection whose 101 does not select its protocol.
         let protocol = header.is_none().then(|| found.to_owned());
         let claim = Claim::User {
-            user,
-            session: found.to_owned(),
+            user: UserId::new(user),
+            session: SessionId::from(found),
         };
-        return Ok((claim, protocol, soft_id));
+        return Ok((Admission { claim, soft_id }, protocol));
     }
     if let (Some(template), Some(key)) = (&config.chat_session_key, param(&["session_key"])) {
         let stored = sessions
@@ -267,7 +235,12 @@ pub fn decide(
             .ok_or_else(|| refuse(401, "auth_unknown_session", "the session check failed"))?;
         let (user, room) = read_chat_session(&stored)
             .ok_or_else(|| refuse(401, "auth_bad_session", "the session check failed"))?;
-        return Ok((Claim::SessionKey { key, user, room }, None, soft_id));
+        let claim = Claim::SessionKey {
+            key: SessionId::new(key),
+            user: UserId::new(user),
+            room,
+        };
+        return Ok((Admission { claim, soft_id }, None));
     }
     if !config.anonymous && config.session_user_key.is_none() {
         return Err(refuse(
@@ -276,7 +249,13 @@ pub fn decide(
             "a session is required (userId or session_key)",
         ));
     }
-    Ok((Claim::Anonymous, None, soft_id))
+    Ok((
+        Admission {
+            claim: Claim::Anonymous,
+            soft_id,
+        },
+        None,
+    ))
 }
 
 /// The user's name and chat room from a stored chat session: a JSON object with
@@ -353,25 +332,5 @@ mod tests {
         ] {
             assert_eq!(read_chat_session(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn notes_read_back() {
-        for claim in [
-            Claim::User {
-                user: "23".into(),
-                session: "s".into(),
-            },
-            Claim::SessionKey {
-                key: "k".into(),
-                user: "ann".into(),
-                room: Some("0".into()),
-            },
-            Claim::Anonymous,
-        ] {
-            let n = note(&claim, Some("app"));
-            assert_eq!(read_note(Some(&n)), (claim, Some("app".into())));
-        }
-        assert_eq!(read_note(None), (Claim::Anonymous, None));
     }
 }

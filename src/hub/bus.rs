@@ -17,7 +17,7 @@ pub enum BusMessage {
     /// An event for the connections of some users.
     Deliver {
         node: String,
-        users: Vec<String>,
+        users: Vec<UserId>,
         event: String,
         data: Value,
     },
@@ -30,7 +30,7 @@ pub enum BusMessage {
     /// A user kicked off every node.
     Kick {
         node: String,
-        user: String,
+        user: UserId,
         reason: String,
     },
 }
@@ -76,6 +76,7 @@ impl BusMessage {
         let node = take_str("node").unwrap_or_default();
         if let Some(user) = take_str("kick") {
             let reason = take_str("reason").unwrap_or_else(|| "kicked".into());
+            let user = UserId::new(user);
             return Some(BusMessage::Kick { node, user, reason });
         }
         let event = take_str("event")?;
@@ -101,7 +102,7 @@ impl Hub {
     /// connection of this node).
     pub(super) fn publish(
         &self,
-        users: &[String],
+        users: &[UserId],
         event: &str,
         data: &Value,
         except: Option<ConnId>,
@@ -128,18 +129,18 @@ impl Hub {
     }
 
     /// Kicks `user` off every node.
-    pub(super) fn publish_kick(&self, user: &str, reason: &str) -> Outcome {
+    pub(super) fn publish_kick(&self, user: &UserId, reason: &str) -> Outcome {
         self.kick_here(user, reason);
         self.forward(|| BusMessage::Kick {
             node: self.node.clone(),
-            user: user.to_owned(),
+            user: user.clone(),
             reason: reason.to_owned(),
         })
     }
 
     /// The connections of this node that belong to `users`, each once; `None`: those of
     /// every user.
-    pub(super) fn held_by(&self, users: Option<&[String]>) -> Vec<ConnId> {
+    pub(super) fn held_by(&self, users: Option<&[UserId]>) -> Vec<ConnId> {
         let st = self.state();
         match users {
             Some(users) => st.identity.connections_of_users(users),
@@ -158,7 +159,7 @@ impl Hub {
         self.with_sink(|sink| sink.send_text(ids, &text));
     }
 
-    pub(super) fn kick_here(&self, user: &str, reason: &str) {
+    pub(super) fn kick_here(&self, user: &UserId, reason: &str) {
         let conns = self.state().identity.connections_of(user);
         self.with_sink(|sink| {
             for c in conns {
@@ -226,7 +227,7 @@ impl Hub {
 }
 
 /// Reads a notification, `{"users": [..], "data": ..}`, with user ids as strings.
-pub fn read_notification(payload: &str) -> Option<(Vec<String>, Value)> {
+pub fn read_notification(payload: &str) -> Option<(Vec<UserId>, Value)> {
     let Ok(Value::Object(mut m)) = serde_json::from_str::<Value>(payload) else {
         return None;
     };

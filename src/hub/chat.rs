@@ -4,38 +4,6 @@
 use super::*;
 
 impl Hub {
-    /// A user or session id that a client names: [`field`], within
-    /// [`Config::max_id_chars`].
-    pub(super) fn id_field(&self, data: &Value, name: &str) -> Result<String, Error> {
-        let id = field(data, name)?;
-        if id.chars().count() > self.config.max_id_chars {
-            return Err(Error::BadRequest(format!(
-                "\"{name}\" is longer than {} characters",
-                self.config.max_id_chars
-            )));
-        }
-        Ok(id)
-    }
-
-    pub(super) fn room_name(&self, data: &Value) -> Result<String, Error> {
-        let room = field(data, "room")?;
-        self.check_room_name(&room)?;
-        Ok(room)
-    }
-
-    pub(super) fn check_room_name(&self, room: &str) -> Outcome {
-        if room.is_empty()
-            || room.chars().count() > self.config.max_room_name_chars
-            || room.chars().any(char::is_control)
-        {
-            return Err(Error::BadRequest(format!(
-                "a room name is 1 to {} characters, none of them control characters",
-                self.config.max_room_name_chars
-            )));
-        }
-        Ok(())
-    }
-
     pub(super) fn room_stream(room: &str) -> String {
         format!("room:{room}")
     }
@@ -55,14 +23,14 @@ impl Hub {
         }
     }
 
-    pub(super) fn members(&self, room: &str) -> Vec<String> {
+    pub(super) fn members(&self, room: &str) -> Vec<UserId> {
         members_of(&self.state(), room)
     }
 
     /// Tells `members` who is in `room`: the list as it was right after the change that
     /// calls for it, read under the same lock. Read later, it could include a user
     /// who joined since, and reach them before their own join's answer.
-    pub(super) fn send_userlist(&self, room: &str, members: Vec<String>) {
+    pub(super) fn send_userlist(&self, room: &str, members: Vec<UserId>) {
         let data = json!({ "room": room, "users": members });
         if let Err(e) = self.publish(&members, "userlist", &data, None) {
             self.log(
@@ -80,14 +48,14 @@ impl Hub {
         &self,
         room: &str,
         change: impl FnOnce(&mut Rooms) -> Result<T, RoomError>,
-    ) -> Result<(T, Vec<String>), Error> {
+    ) -> Result<(T, Vec<UserId>), Error> {
         let mut st = self.state();
         let result = change(&mut st.rooms)?;
         Ok((result, members_of(&st, room)))
     }
 
     pub(super) fn enter_room(&self, room: &str, user: &str, open: bool) -> Outcome {
-        self.check_room_name(room)?;
+        check_room_name(room, &self.config)?;
         let (joined, members) = self.change_room(room, |r| r.join(room, user, open))?;
         if joined {
             self.send_userlist(room, members);
@@ -98,7 +66,7 @@ impl Hub {
     /// `chat.create` `{"room": name}`: the sender owns it and is in it.
     pub(super) fn chat_create(&self, ctx: &Call, data: &Value) -> Outcome {
         let user = self.user_of(ctx)?;
-        let room = self.room_name(data)?;
+        let Room { room } = self.read(data)?;
         let ((), members) = self.change_room(&room, |r| r.create(&room, &user))?;
         ctx.reply("chat.create", self.room_view(&room));
         self.send_userlist(&room, members);
@@ -109,12 +77,11 @@ impl Hub {
     /// history, after `lastId` when given (what was missed), or the last page.
     pub(super) fn chat_join(&self, ctx: &Call, data: &Value) -> Outcome {
         let user = self.user_of(ctx)?;
-        let room = self.room_name(data)?;
         // A malformed history request is refused before it joins anyone.
-        let request = self.history_request(data)?;
+        let RoomPage { room, page } = self.read(data)?;
         let (joined, members) = self.change_room(&room, |r| r.join(&room, &user, false))?;
         let answered = self
-            .history(&Self::room_stream(&room), request)
+            .history(&Self::room_stream(&room), page)
             .map(|messages| {
                 let mut view = self.room_view(&room);
                 view["messages"] = messages;
@@ -129,7 +96,7 @@ impl Hub {
 
     pub(super) fn chat_leave(&self, ctx: &Call, data: &Value) -> Outcome {
         let user = self.user_of(ctx)?;
-        let room = self.room_name(data)?;
+        let Room { room } = self.read(data)?;
         let ((), members) = self.change_room(&room, |r| r.leave(&room, &user))?;
         ctx.reply("chat.leave", json!({ "room": room }));
         self.send_userlist(&room, members);
@@ -138,7 +105,7 @@ impl Hub {
 
     pub(super) fn chat_members(&self, ctx: &Call, data: &Value) -> Outcome {
         let user = self.user_of(ctx)?;
-        let room = self.room_name(data)?;
+        let Room { room } = self.read(data)?;
         self.state().rooms.check_member(&room, &user)?;
         ctx.reply("chat.members", self.room_view(&room));
         Ok(())
@@ -148,8 +115,7 @@ impl Hub {
     /// `chat.message` `{"id", "room", "time", "user", "message"}`.
     pub(super) fn chat_send(&self, ctx: &Call, data: &Value) -> Outcome {
         let user = self.user_of(ctx)?;
-        let room = self.room_name(data)?;
-        let message = self.text_field(data, "message")?;
+        let ChatSend { room, message } = self.read(data)?;
         self.state().rooms.check_send(&room, &user)?;
         let entry =
             json!({ "room": room, "time": now_iso8601(), "user": user, "message": message });
@@ -168,9 +134,9 @@ impl Hub {
 
     pub(super) fn chat_history(&self, ctx: &Call, data: &Value) -> Outcome {
         let user = self.user_of(ctx)?;
-        let room = self.room_name(data)?;
+        let RoomPage { room, page } = self.read(data)?;
         self.state().rooms.check_member(&room, &user)?;
-        let list = self.history(&Self::room_stream(&room), self.history_request(data)?)?;
+        let list = self.history(&Self::room_stream(&room), page)?;
         ctx.reply("chat.history", json!({ "room": room, "messages": list }));
         Ok(())
     }
@@ -178,9 +144,7 @@ impl Hub {
     /// `chat.delete` `{"room": name, "id": id}`, by a moderator.
     pub(super) fn chat_delete(&self, ctx: &Call, data: &Value) -> Outcome {
         let user = self.user_of(ctx)?;
-        let room = self.room_name(data)?;
-        let id = Self::after_id(data, "id")?
-            .ok_or_else(|| Error::BadRequest("\"id\" is required".into()))?;
+        let ChatDelete { room, id } = self.read(data)?;
         self.state()
             .rooms
             .check_moderator(&room, &user, self.is_admin(&user))?;
@@ -198,8 +162,7 @@ impl Hub {
     /// `{"room": name, "user": id}`: the members and the target are told.
     pub(super) fn chat_moderate(&self, ctx: &Call, data: &Value) -> Outcome {
         let actor = self.user_of(ctx)?;
-        let room = self.room_name(data)?;
-        let target = self.id_field(data, "user")?;
+        let Moderate { room, user: target } = self.read(data)?;
         let method = ctx.event().trim_start_matches("chat.");
         let action = Action::from_method(method)
             .ok_or_else(|| Error::BadRequest(format!("no such action {method}")))?;
@@ -228,7 +191,7 @@ impl Hub {
 }
 
 /// The members of `room`, sorted; none when there is no such room.
-pub(super) fn members_of(st: &State, room: &str) -> Vec<String> {
+pub(super) fn members_of(st: &State, room: &str) -> Vec<UserId> {
     st.rooms
         .get(room)
         .map(|r| r.members.iter().cloned().collect())

@@ -12,16 +12,16 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-/// A connection's id, as the server numbers them.
-pub type ConnId = u64;
+pub use super::ids::{SessionId, UserId};
+pub use crate::server::ConnId;
 
 /// What is known of one connection.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Member {
     /// The session it presented, if any.
-    pub session: Option<String>,
+    pub session: Option<SessionId>,
     /// The user that session belongs to, once known.
-    pub user: Option<String>,
+    pub user: Option<UserId>,
     /// Which application it comes from (`softId`), if it said.
     pub soft_id: Option<String>,
 }
@@ -31,18 +31,29 @@ pub struct Member {
 pub struct Identity {
     members: HashMap<ConnId, Member>,
     /// Session to its connections, whether or not the session has a user yet.
-    sessions: HashMap<String, BTreeSet<ConnId>>,
+    sessions: HashMap<SessionId, BTreeSet<ConnId>>,
     /// User to its connections.
-    users: HashMap<String, BTreeSet<ConnId>>,
+    users: HashMap<UserId, BTreeSet<ConnId>>,
     /// Session to its user, for sessions whose key has been seen.
-    owners: HashMap<String, String>,
+    owners: HashMap<SessionId, UserId>,
 }
 
-fn insert(map: &mut HashMap<String, BTreeSet<ConnId>>, key: &str, conn: ConnId) {
-    map.entry(key.to_owned()).or_default().insert(conn);
+fn insert<K: Clone + Eq + std::hash::Hash>(
+    map: &mut HashMap<K, BTreeSet<ConnId>>,
+    key: &K,
+    conn: ConnId,
+) {
+    match map.get_mut(key) {
+        Some(set) => {
+            set.insert(conn);
+        }
+        None => {
+            map.insert(key.clone(), BTreeSet::from([conn]));
+        }
+    }
 }
 
-fn remove(map: &mut HashMap<String, BTreeSet<ConnId>>, key: &str, conn: ConnId) {
+fn remove<K: Eq + std::hash::Hash>(map: &mut HashMap<K, BTreeSet<ConnId>>, key: &K, conn: ConnId) {
     if let Some(set) = map.get_mut(key) {
         set.remove(&conn);
         if set.is_empty() {
@@ -90,10 +101,10 @@ impl Identity {
     /// user is remembered only while some connection holds the session, so the hub
     /// reads the store when a connection attaches. Returns the user it belongs to now,
     /// if any.
-    pub fn attach(&mut self, conn: ConnId, session: &str) -> Option<String> {
+    pub fn attach(&mut self, conn: ConnId, session: &SessionId) -> Option<UserId> {
         let previous = self.members.get(&conn)?.session.clone();
         if let Some(prev) = previous {
-            if prev == session {
+            if &prev == session {
                 return self.members.get(&conn)?.user.clone();
             }
             self.detach(conn);
@@ -104,7 +115,7 @@ impl Identity {
             insert(&mut self.users, u, conn);
         }
         let member = self.members.get_mut(&conn)?;
-        member.session = Some(session.to_owned());
+        member.session = Some(session.clone());
         member.user = user.clone();
         user
     }
@@ -129,7 +140,7 @@ impl Identity {
     /// The session's key says it belongs to `user` (it appeared, or was set again to
     /// another user). Every connection of the session joins that user. Returns the
     /// connections whose user changed.
-    pub fn bind_session(&mut self, session: &str, user: &str) -> Vec<ConnId> {
+    pub fn bind_session(&mut self, session: &SessionId, user: &UserId) -> Vec<ConnId> {
         let conns: Vec<ConnId> = self
             .sessions
             .get(session)
@@ -138,16 +149,16 @@ impl Identity {
         if conns.is_empty() {
             return conns;
         }
-        self.owners.insert(session.to_owned(), user.to_owned());
+        self.owners.insert(session.clone(), user.clone());
         let mut changed = Vec::new();
         for conn in conns {
             let Some(member) = self.members.get_mut(&conn) else {
                 continue;
             };
-            if member.user.as_deref() == Some(user) {
+            if member.user.as_ref() == Some(user) {
                 continue;
             }
-            if let Some(old) = member.user.replace(user.to_owned()) {
+            if let Some(old) = member.user.replace(user.clone()) {
                 remove(&mut self.users, &old, conn);
             }
             insert(&mut self.users, user, conn);
@@ -158,7 +169,7 @@ impl Identity {
 
     /// The session's key is gone (deleted or expired): its connections leave their
     /// user at once, and keep waiting on the session. Returns them.
-    pub fn unbind_session(&mut self, session: &str) -> Vec<ConnId> {
+    pub fn unbind_session(&mut self, session: &SessionId) -> Vec<ConnId> {
         self.owners.remove(session);
         let conns: Vec<ConnId> = self
             .sessions
@@ -183,7 +194,7 @@ impl Identity {
     }
 
     /// The connections of a user, in id order.
-    pub fn connections_of(&self, user: &str) -> Vec<ConnId> {
+    pub fn connections_of(&self, user: &UserId) -> Vec<ConnId> {
         self.users
             .get(user)
             .map(|s| s.iter().copied().collect())
@@ -191,10 +202,10 @@ impl Identity {
     }
 
     /// Every connection of `users`, each once, even for a user listed twice.
-    pub fn connections_of_users<S: AsRef<str>>(&self, users: &[S]) -> Vec<ConnId> {
+    pub fn connections_of_users(&self, users: &[UserId]) -> Vec<ConnId> {
         let ids: BTreeSet<ConnId> = users
             .iter()
-            .filter_map(|u| self.users.get(u.as_ref()))
+            .filter_map(|u| self.users.get(u))
             .flatten()
             .copied()
             .collect();
@@ -202,7 +213,7 @@ impl Identity {
     }
 
     /// The connections that presented a session, in id order.
-    pub fn connections_of_session(&self, session: &str) -> Vec<ConnId> {
+    pub fn connections_of_session(&self, session: &SessionId) -> Vec<ConnId> {
         self.sessions
             .get(session)
             .map(|s| s.iter().copied().collect())
@@ -210,15 +221,15 @@ impl Identity {
     }
 
     /// Users with at least one connection, sorted.
-    pub fn users(&self) -> Vec<String> {
-        let mut users: Vec<String> = self.users.keys().cloned().collect();
+    pub fn users(&self) -> Vec<UserId> {
+        let mut users: Vec<UserId> = self.users.keys().cloned().collect();
         users.sort();
         users
     }
 
     /// Sessions with at least one connection, sorted.
-    pub fn sessions(&self) -> Vec<String> {
-        let mut sessions: Vec<String> = self.sessions.keys().cloned().collect();
+    pub fn sessions(&self) -> Vec<SessionId> {
+        let mut sessions: Vec<SessionId> = self.sessions.keys().cloned().collect();
         sessions.sort();
         sessions
     }
@@ -237,6 +248,22 @@ impl Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn c(n: u64) -> ConnId {
+        ConnId(n)
+    }
+
+    fn cs(ns: &[u64]) -> Vec<ConnId> {
+        ns.iter().copied().map(ConnId).collect()
+    }
+
+    fn s(text: &str) -> SessionId {
+        SessionId::new(text)
+    }
+
+    fn u(text: &str) -> UserId {
+        UserId::new(text)
+    }
 
     /// The maps agree with the members, whatever happened.
     fn check(id: &Identity) {
@@ -273,65 +300,65 @@ mod tests {
     fn tabs_share_a_session_and_devices_share_a_user() {
         let mut id = Identity::new();
         for conn in 1..=3 {
-            id.add(conn, Some("web".into()));
+            id.add(c(conn), Some("web".into()));
         }
         // Two tabs of the laptop session, one phone session; the key is not there yet.
-        assert_eq!(id.attach(1, "laptop"), None);
-        assert_eq!(id.attach(2, "laptop"), None);
-        assert_eq!(id.attach(3, "phone"), None);
+        assert_eq!(id.attach(c(1), &s("laptop")), None);
+        assert_eq!(id.attach(c(2), &s("laptop")), None);
+        assert_eq!(id.attach(c(3), &s("phone")), None);
         assert!(
-            id.connections_of("79").is_empty(),
+            id.connections_of(&u("79")).is_empty(),
             "nothing before the key appears"
         );
         check(&id);
-        assert_eq!(id.bind_session("laptop", "79"), vec![1, 2]);
-        assert_eq!(id.bind_session("phone", "79"), vec![3]);
-        assert_eq!(id.connections_of("79"), vec![1, 2, 3]);
+        assert_eq!(id.bind_session(&s("laptop"), &u("79")), cs(&[1, 2]));
+        assert_eq!(id.bind_session(&s("phone"), &u("79")), cs(&[3]));
+        assert_eq!(id.connections_of(&u("79")), cs(&[1, 2, 3]));
         // A new tab of a known session joins at once.
-        id.add(4, None);
-        assert_eq!(id.attach(4, "laptop").as_deref(), Some("79"));
-        assert_eq!(id.connections_of("79"), vec![1, 2, 3, 4]);
+        id.add(c(4), None);
+        assert_eq!(id.attach(c(4), &s("laptop")).as_deref(), Some("79"));
+        assert_eq!(id.connections_of(&u("79")), cs(&[1, 2, 3, 4]));
         check(&id);
         // The laptop session's key is deleted: its tabs leave, the phone stays.
-        assert_eq!(id.unbind_session("laptop"), vec![1, 2, 4]);
-        assert_eq!(id.connections_of("79"), vec![3]);
-        assert_eq!(id.connections_of_session("laptop"), vec![1, 2, 4]);
+        assert_eq!(id.unbind_session(&s("laptop")), cs(&[1, 2, 4]));
+        assert_eq!(id.connections_of(&u("79")), cs(&[3]));
+        assert_eq!(id.connections_of_session(&s("laptop")), cs(&[1, 2, 4]));
         check(&id);
         // It comes back, for another user this time.
-        assert_eq!(id.bind_session("laptop", "80"), vec![1, 2, 4]);
-        assert_eq!(id.users(), vec!["79".to_string(), "80".to_string()]);
+        assert_eq!(id.bind_session(&s("laptop"), &u("80")), cs(&[1, 2, 4]));
+        assert_eq!(id.users(), [u("79"), u("80")]);
         check(&id);
     }
 
     #[test]
     fn removing_and_reattaching_keeps_the_maps_consistent() {
         let mut id = Identity::new();
-        id.add(1, None);
-        id.add(2, None);
-        id.attach(1, "s");
-        id.attach(2, "s");
-        id.bind_session("s", "u");
-        assert_eq!(id.remove(1).unwrap().user.as_deref(), Some("u"));
-        assert_eq!(id.connections_of("u"), vec![2]);
+        id.add(c(1), None);
+        id.add(c(2), None);
+        id.attach(c(1), &s("s"));
+        id.attach(c(2), &s("s"));
+        id.bind_session(&s("s"), &u("u"));
+        assert_eq!(id.remove(c(1)).unwrap().user.as_deref(), Some("u"));
+        assert_eq!(id.connections_of(&u("u")), cs(&[2]));
         // Switching sessions moves the connection out of the old user.
-        id.add(3, None);
-        id.attach(3, "t");
-        id.bind_session("t", "v");
-        assert_eq!(id.attach(2, "t").as_deref(), Some("v"));
-        assert!(id.connections_of("u").is_empty());
-        assert_eq!(id.sessions(), vec!["t".to_string()]);
+        id.add(c(3), None);
+        id.attach(c(3), &s("t"));
+        id.bind_session(&s("t"), &u("v"));
+        assert_eq!(id.attach(c(2), &s("t")).as_deref(), Some("v"));
+        assert!(id.connections_of(&u("u")).is_empty());
+        assert_eq!(id.sessions(), [s("t")]);
         check(&id);
-        id.detach(2);
-        assert_eq!(id.member(2), Some(&Member::default()));
-        id.remove(2);
-        id.remove(3);
+        id.detach(c(2));
+        assert_eq!(id.member(c(2)), Some(&Member::default()));
+        id.remove(c(2));
+        id.remove(c(3));
         assert!(id.is_empty() && id.users().is_empty() && id.sessions().is_empty());
         assert!(id.owners.is_empty());
         // Unknown connections and sessions are no-ops.
-        assert_eq!(id.attach(99, "s"), None);
-        assert!(id.bind_session("nobody", "u").is_empty());
-        assert!(id.unbind_session("nobody").is_empty());
-        assert_eq!(id.remove(99), None);
+        assert_eq!(id.attach(c(99), &s("s")), None);
+        assert!(id.bind_session(&s("nobody"), &u("u")).is_empty());
+        assert!(id.unbind_session(&s("nobody")).is_empty());
+        assert_eq!(id.remove(c(99)), None);
         check(&id);
     }
 
@@ -345,22 +372,22 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let conn = x % 12;
-            let s = format!("s{}", (x >> 8) % 4);
-            let u = format!("u{}", (x >> 16) % 3);
+            let sess = format!("s{}", (x >> 8) % 4);
+            let user = format!("u{}", (x >> 16) % 3);
             match (x >> 24) % 6 {
-                0 => id.add(conn, None),
+                0 => id.add(c(conn), None),
                 1 => {
-                    id.remove(conn);
+                    id.remove(c(conn));
                 }
                 2 => {
-                    id.attach(conn, &s);
+                    id.attach(c(conn), &s(&sess));
                 }
-                3 => id.detach(conn),
+                3 => id.detach(c(conn)),
                 4 => {
-                    id.bind_session(&s, &u);
+                    id.bind_session(&s(&sess), &u(&user));
                 }
                 _ => {
-                    id.unbind_session(&s);
+                    id.unbind_session(&s(&sess));
                 }
             }
             check(&id);

@@ -32,8 +32,10 @@ pub mod auth;
 mod bus;
 mod chat;
 pub mod identity;
+mod ids;
 mod notice;
 mod private;
+mod requests;
 pub mod rooms;
 mod routes;
 mod sessions;
@@ -42,14 +44,16 @@ mod testing;
 
 pub use bus::read_notification;
 
-use crate::server::admin::describe;
 use crate::server::events::{Builder, Ctx};
 use crate::server::log::{Level, LogBudget};
-use crate::server::{Accept, AdminRequest, AdminResponse, Server, Unhealthy, WeakServer};
+use crate::server::{Accept, AdminRequest, AdminResponse, Note, Server, Unhealthy, WeakServer};
 use crate::store::{self, EntryId, KeyEvent, Stores};
 use crate::time::now_iso8601;
 use auth::{Claim, Template};
-use identity::{ConnId, Identity};
+use identity::Identity;
+pub use identity::{ConnId, SessionId, UserId};
+use notice::notice_event;
+use requests::*;
 use rooms::{Action, RoomError, Rooms};
 use serde_json::{json, Value};
 use std::cmp::Reverse;
@@ -89,7 +93,7 @@ pub struct Config {
     /// `https://example.com`; others get 403. Default empty: any.
     pub origins: Vec<String>,
     /// User ids that may use the admin module and send notices. Default none.
-    pub admins: Vec<String>,
+    pub admins: Vec<UserId>,
     /// Most history entries sent in one answer. Default 100.
     pub history_page: usize,
     /// Longest chat or private message, and notice text, in characters. Default 4000.
@@ -298,7 +302,7 @@ const METHODS: [(&str, Method); 24] = [
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Way {
     /// `?userId` with a session id: the user's key holds the session id.
-    UserKey(String),
+    UserKey(UserId),
     /// `authenticate`: the session's key holds the user id.
     SessionStore,
     /// `?session_key`: the key holds the user's name and room.
@@ -310,30 +314,34 @@ struct State {
     identity: Identity,
     rooms: Rooms,
     /// How each held session was presented.
-    ways: HashMap<String, Way>,
+    ways: HashMap<SessionId, Way>,
     /// Sessions presented the user-to-session way, by user: the key to watch is the
     /// user's.
-    user_sessions: HashMap<String, BTreeSet<String>>,
+    user_sessions: HashMap<UserId, BTreeSet<SessionId>>,
     /// When each connection that must get a user has to have one; only the latest
     /// deadline of a connection counts.
     deadlines: HashMap<ConnId, Instant>,
+    /// The user and session each connection was last told it has (`authenticated`):
+    /// a connection is told once, even when the site's key event and its own
+    /// `authenticate` bind it at nearly the same time.
+    confirmed: HashMap<ConnId, (UserId, SessionId)>,
 }
 
 impl State {
     /// Notes how `session` was presented.
-    fn note_way(&mut self, session: &str, way: Way) {
-        if let Some(Way::UserKey(old)) = self.ways.insert(session.to_owned(), way.clone()) {
+    fn note_way(&mut self, session: &SessionId, way: Way) {
+        if let Some(Way::UserKey(old)) = self.ways.insert(session.clone(), way.clone()) {
             self.drop_user_session(&old, session);
         }
         if let Way::UserKey(user) = way {
             self.user_sessions
                 .entry(user)
                 .or_default()
-                .insert(session.to_owned());
+                .insert(session.clone());
         }
     }
 
-    fn drop_user_session(&mut self, user: &str, session: &str) {
+    fn drop_user_session(&mut self, user: &UserId, session: &SessionId) {
         if let Some(set) = self.user_sessions.get_mut(user) {
             set.remove(session);
             if set.is_empty() {
@@ -343,7 +351,7 @@ impl State {
     }
 
     /// Forgets how `session` was presented once no connection holds it.
-    fn forget_if_unheld(&mut self, session: &str) {
+    fn forget_if_unheld(&mut self, session: &SessionId) {
         if !self.identity.connections_of_session(session).is_empty() {
             return;
         }
@@ -368,33 +376,16 @@ pub struct Hub {
     store_log: Mutex<LogBudget>,
 }
 
-fn text_of(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// A string field (a number is read as its decimal text), required.
-fn field(data: &Value, name: &str) -> Result<String, Error> {
-    data.get(name)
-        .and_then(text_of)
-        .ok_or_else(|| Error::BadRequest(format!("\"{name}\" is required (a string)")))
-}
-
-/// A list of user ids, numbers or strings, compared as strings.
-fn user_list(v: Option<&Value>) -> Option<Vec<String>> {
-    match v? {
-        Value::Array(items) => items.iter().map(text_of).collect(),
-        one => text_of(one).map(|u| vec![u]),
-    }
-}
-
 /// Tells connection `id` whom it belongs to now. The frame carries
 /// `"authenticated": true` beside the envelope, the confirmation clients of the
 /// session-key way wait for before they send.
-fn confirmation(st: &State, id: ConnId, user: &str, session: &str, room: Option<&str>) -> String {
+fn confirmation(
+    st: &State,
+    id: ConnId,
+    user: &UserId,
+    session: &SessionId,
+    room: Option<&str>,
+) -> String {
     let soft_id = st.identity.member(id).and_then(|m| m.soft_id.clone());
     let mut data = json!({ "userId": user, "sessionId": session, "softId": soft_id });
     if let Some(room) = room {
@@ -428,15 +419,7 @@ impl Hub {
             owned_per_user: config.max_rooms_per_user,
             listed_per_room: config.max_room_list,
         });
-        let mut bytes = [0u8; 8];
-        // Without /dev/urandom, the time tells nodes apart well enough.
-        if crate::socket::Urandom::new().fill(&mut bytes).is_err() {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            bytes = (t.as_nanos() as u64 ^ u64::from(std::process::id())).to_le_bytes();
-        }
-        let node = format!("{:016x}", u64::from_le_bytes(bytes));
+        let node = format!("{:016x}", crate::secure::random_u64());
         Arc::new(Hub {
             config,
             stores,
@@ -447,6 +430,7 @@ impl Hub {
                 ways: HashMap::new(),
                 user_sessions: HashMap::new(),
                 deadlines: HashMap::new(),
+                confirmed: HashMap::new(),
             }),
             server: OnceLock::new(),
             sink: OnceLock::new(),
@@ -490,10 +474,15 @@ impl Hub {
             .map(|()| true)
     }
 
+    /// Reads a request of type `R` from an event's data, within [`Config`]'s limits.
+    fn read<R: Request>(&self, data: &Value) -> Result<R, Error> {
+        R::read(data, &self.config)
+    }
+
     fn log(
         &self,
         level: Level,
-        conn: Option<u64>,
+        conn: Option<ConnId>,
         msg: &str,
         fields: &[(&'static str, &dyn fmt::Display)],
     ) {
@@ -527,14 +516,15 @@ impl Hub {
     /// Registers the hub's upgrade check, admin routes and events on `builder`.
     pub fn install(self: &Arc<Self>, builder: Builder) -> Builder {
         let hub = self.clone();
-        let mut builder = builder.on_upgrade(move |request, offer, peer| {
-            match auth::decide(&hub.config, hub.stores.sessions.as_ref(), request, offer) {
-                Ok((claim, protocol, soft_id)) => Ok(Accept {
+        let mut builder = builder.on_upgrade(move |upgrade| {
+            match auth::decide(&hub.config, hub.stores.sessions.as_ref(), upgrade) {
+                Ok((admission, protocol)) => Ok(Accept {
                     protocol,
-                    note: Some(auth::note(&claim, soft_id.as_deref())),
+                    note: Some(Note::new(admission)),
                 }),
                 Err(refusal) => {
                     hub.count(refusal.kind);
+                    let peer = upgrade.peer();
                     let mut fields: Vec<(&str, &dyn fmt::Display)> = vec![
                         ("peer", &peer),
                         ("why", &refusal.kind),

@@ -7,37 +7,26 @@ impl Hub {
     /// `notice.notice` with `userId`, the earlier form).
     pub(super) fn notice_send(&self, ctx: &Call, data: &Value) -> Outcome {
         let from = self.admin_of(ctx)?;
-        let (users, notice) = self.read_notice(data, Some(&from))?;
-        self.publish(&users, "notice", &notice, None)?;
-        ctx.reply(ctx.event(), json!({ "users": users }));
+        let notice: Notice = self.read(data)?;
+        self.publish(
+            &notice.users,
+            "notice",
+            &notice_event(&notice, Some(&from)),
+            None,
+        )?;
+        ctx.reply(ctx.event(), json!({ "users": notice.users }));
         Ok(())
     }
+}
 
-    pub(super) fn read_notice(
-        &self,
-        data: &Value,
-        from: Option<&str>,
-    ) -> Result<(Vec<String>, Value), Error> {
-        let users = user_list(data.get("users").or_else(|| data.get("userId")))
-            .filter(|u| !u.is_empty())
-            .ok_or_else(|| Error::BadRequest("\"users\" is required: a list of user ids".into()))?;
-        let text = data.get("text").and_then(Value::as_str);
-        if text.is_some_and(|t| t.chars().count() > self.config.max_text_chars) {
-            return Err(Error::BadRequest("\"text\" is too long".into()));
-        }
-        if text.is_none() && data.get("data").is_none() {
-            return Err(Error::BadRequest(
-                "a notice needs \"text\" or \"data\"".into(),
-            ));
-        }
-        let notice = json!({
-            "from": from,
-            "time": now_iso8601(),
-            "text": text,
-            "data": data.get("data"),
-        });
-        Ok((users, notice))
-    }
+/// The `notice` event: from whom (none when the site sent it), when, and what.
+pub(super) fn notice_event(notice: &Notice, from: Option<&UserId>) -> Value {
+    json!({
+        "from": from,
+        "time": now_iso8601(),
+        "text": notice.text,
+        "data": notice.data,
+    })
 }
 
 #[cfg(test)]

@@ -3,57 +3,17 @@
 use super::*;
 
 impl Hub {
-    pub(super) fn text_field(&self, data: &Value, name: &str) -> Result<String, Error> {
-        let text = data
-            .get(name)
-            .and_then(Value::as_str)
-            .filter(|t| !t.trim().is_empty())
-            .ok_or_else(|| Error::BadRequest(format!("\"{name}\" is required (text)")))?;
-        if text.chars().count() > self.config.max_text_chars {
-            return Err(Error::BadRequest(format!(
-                "\"{name}\" is longer than {} characters",
-                self.config.max_text_chars
-            )));
-        }
-        Ok(text.to_owned())
-    }
-
     /// The stream of two users' private messages, whatever the order of the two.
     pub(super) fn private_stream(a: &str, b: &str) -> String {
         let (x, y) = if a <= b { (a, b) } else { (b, a) };
         format!("private:{}:{x}:{y}", x.len())
     }
 
-    pub(super) fn after_id(data: &Value, name: &str) -> Result<Option<EntryId>, Error> {
-        match data.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => s
-                .parse()
-                .map(Some)
-                .map_err(|_| Error::BadRequest(format!("\"{name}\" is not a message id"))),
-            Some(_) => Err(Error::BadRequest(format!("\"{name}\" is not a message id"))),
-        }
-    }
-
-    /// `limit`: how many entries, 1 to [`Config::history_page`]; larger asks get a
-    /// full page.
-    pub(super) fn page(&self, data: &Value) -> Result<usize, Error> {
-        match data.get("limit") {
-            None | Some(Value::Null) => Ok(self.config.history_page),
-            Some(v) => v
-                .as_u64()
-                .filter(|n| *n >= 1)
-                .map(|n| (n as usize).min(self.config.history_page))
-                .ok_or_else(|| Error::BadRequest("\"limit\" is a whole number from 1".into())),
-        }
-    }
-
     /// `private.send` `{"to": user, "message": text}`: to every connection of the
     /// recipient, a copy to the sender's other connections, kept in their history.
     pub(super) fn private_send(&self, ctx: &Call, data: &Value) -> Outcome {
         let from = self.user_of(ctx)?;
-        let to = self.id_field(data, "to")?;
-        let message = self.text_field(data, "message")?;
+        let PrivateSend { to, message } = self.read(data)?;
         let entry = json!({ "time": now_iso8601(), "user": from, "to": to, "message": message });
         let id = self
             .stores
@@ -73,37 +33,18 @@ impl Hub {
     /// `private.history` `{"with": user, "after": id?, "limit": n?}`.
     pub(super) fn private_history(&self, ctx: &Call, data: &Value) -> Outcome {
         let me = self.user_of(ctx)?;
-        let with = self.id_field(data, "with")?;
+        let PrivateHistory { with, page } = self.read(data)?;
         let stream = Self::private_stream(&me, &with);
-        let list = self.history(&stream, self.history_request(data)?)?;
+        let list = self.history(&stream, page)?;
         ctx.reply("private.history", json!({ "with": with, "messages": list }));
         Ok(())
     }
 
-    /// Where a history request starts: after `after`, or else after `lastId`, or
-    /// (none) at the last page.
-    pub(super) fn resume_from(data: &Value) -> Result<Option<EntryId>, Error> {
-        match data.get("after") {
-            Some(v) if !v.is_null() => Self::after_id(data, "after"),
-            _ => Self::after_id(data, "lastId"),
-        }
-    }
-
-    /// A history request's `limit` and starting point, read before anything is done
-    /// for it.
-    pub(super) fn history_request(&self, data: &Value) -> Result<(usize, Option<EntryId>), Error> {
-        Ok((self.page(data)?, Self::resume_from(data)?))
-    }
-
-    /// Entries of `stream` after `from`, or the last page, at most `limit`.
-    pub(super) fn history(
-        &self,
-        stream: &str,
-        (limit, from): (usize, Option<EntryId>),
-    ) -> Result<Value, Error> {
-        let list = match from {
-            Some(after) => self.stores.history.after(stream, Some(after), limit)?,
-            None => self.stores.history.last(stream, limit)?,
+    /// The entries of `stream` that `page` asks for.
+    pub(super) fn history(&self, stream: &str, page: Page) -> Result<Value, Error> {
+        let list = match page.after {
+            Some(after) => self.stores.history.after(stream, Some(after), page.limit)?,
+            None => self.stores.history.last(stream, page.limit)?,
         };
         Ok(entries(list))
     }
@@ -162,7 +103,7 @@ mod tests {
             .unwrap();
         assert_eq!(t.take(1)[0].1["messages"], json!([]));
         // Anonymous connections have no private messages.
-        t.hub.opened(9, &Claim::Anonymous, None).unwrap();
+        t.hub.opened(ConnId(9), &Claim::Anonymous, None).unwrap();
         let e = t
             .call(9, "private.send", json!({ "to": "ann", "message": "x" }))
             .unwrap_err();

@@ -10,6 +10,7 @@
 //! Membership is by user, not by connection: a user who joins from one tab is in the
 //! room in every tab, and leaves it when their last connection closes.
 
+use super::UserId;
 use std::collections::{BTreeSet, HashMap};
 
 /// Why a room operation was refused; each maps to an `error` code.
@@ -123,15 +124,15 @@ impl Action {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Room {
     /// Who created it; `None` for a room made by a session's chat room.
-    pub owner: Option<String>,
+    pub owner: Option<UserId>,
     /// Appointed by the owner.
-    pub moderators: BTreeSet<String>,
+    pub moderators: BTreeSet<UserId>,
     /// Users in the room now.
-    pub members: BTreeSet<String>,
+    pub members: BTreeSet<UserId>,
     /// Users who may not join.
-    pub banned: BTreeSet<String>,
+    pub banned: BTreeSet<UserId>,
     /// Users who may not send.
-    pub muted: BTreeSet<String>,
+    pub muted: BTreeSet<UserId>,
 }
 
 impl Room {
@@ -205,10 +206,10 @@ impl Rooms {
             return Err(RoomError::TooManyOwned);
         }
         let mut r = Room {
-            owner: Some(owner.to_owned()),
+            owner: Some(UserId::from(owner)),
             ..Room::default()
         };
-        r.members.insert(owner.to_owned());
+        r.members.insert(UserId::from(owner));
         self.rooms.insert(room.to_owned(), r);
         Ok(())
     }
@@ -229,7 +230,7 @@ impl Rooms {
         if r.banned.contains(user) {
             return Err(RoomError::Banned);
         }
-        Ok(r.members.insert(user.to_owned()))
+        Ok(r.members.insert(UserId::from(user)))
     }
 
     /// `user` leaves `room`. A room with no owner is forgotten when it is empty.
@@ -314,7 +315,7 @@ impl Rooms {
         if mine < needed || theirs >= mine || actor == target {
             return Err(RoomError::Forbidden);
         }
-        let full = |list: &BTreeSet<String>| {
+        let full = |list: &BTreeSet<UserId>| {
             !list.contains(target) && list.len() >= self.limits.listed_per_room
         };
         if (action == Action::Ban && full(&r.banned))
@@ -327,12 +328,14 @@ impl Rooms {
             Action::Ban => {
                 r.moderators.remove(target);
                 r.members.remove(target);
-                r.banned.insert(target.to_owned())
+                r.banned.insert(UserId::from(target))
             }
             Action::Unban => r.banned.remove(target),
-            Action::Mute => r.members.contains(target) && r.muted.insert(target.to_owned()),
+            Action::Mute => r.members.contains(target) && r.muted.insert(UserId::from(target)),
             Action::Unmute => r.muted.remove(target),
-            Action::Appoint => !r.banned.contains(target) && r.moderators.insert(target.to_owned()),
+            Action::Appoint => {
+                !r.banned.contains(target) && r.moderators.insert(UserId::from(target))
+            }
             Action::Dismiss => r.moderators.remove(target),
         };
         if !done {

@@ -21,7 +21,7 @@ impl Hub {
                         .iter()
                         .map(|u| {
                             let conns = st.identity.connections_of(u);
-                            let sessions: BTreeSet<String> = conns
+                            let sessions: BTreeSet<SessionId> = conns
                                 .iter()
                                 .filter_map(|c| st.identity.member(*c)?.session.clone())
                                 .collect();
@@ -80,17 +80,19 @@ impl Hub {
                 let Ok(data) = body_json() else {
                     return Some(AdminResponse::error(400, "the body must be JSON"));
                 };
-                Some(match self.read_notice(&data, None) {
+                Some(match self.read::<Notice>(&data) {
                     Err(e) => AdminResponse::error(400, &e.to_string()),
-                    Ok((users, notice)) => match self.publish(&users, "notice", &notice, None) {
-                        Ok(()) => AdminResponse::new(202, json!({ "published": true })),
-                        Err(e) => AdminResponse::error(503, &e.to_string()),
-                    },
+                    Ok(n) => {
+                        match self.publish(&n.users, "notice", &notice_event(&n, None), None) {
+                            Ok(()) => AdminResponse::new(202, json!({ "published": true })),
+                            Err(e) => AdminResponse::error(503, &e.to_string()),
+                        }
+                    }
                 })
             }
             (method, path) if path.starts_with("/sessions/") => {
                 let key = &path["/sessions/".len()..];
-                let key = crate::server::parse_query(&format!("k={key}"))
+                let key = crate::form::parse_query(&format!("k={key}"))
                     .pop()
                     .map(|(_, v)| v)
                     .unwrap_or_default();

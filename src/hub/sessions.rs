@@ -8,8 +8,13 @@ impl Hub {
     /// A connection opened: note what its upgrade claimed, and confirm it.
     pub(super) fn open(&self, ctx: &Ctx) {
         let Some(conn) = ctx.conn() else { return };
-        let (claim, soft_id) = auth::read_note(conn.handshake().note.as_ref());
-        if let Err(e) = self.opened(conn.id(), &claim, soft_id) {
+        let admission = conn.handshake().note.as_ref();
+        let admission = admission.and_then(|n| n.get::<auth::Admission>());
+        let (claim, soft_id) = match admission {
+            Some(a) => (&a.claim, a.soft_id.clone()),
+            None => (&Claim::Anonymous, None),
+        };
+        if let Err(e) = self.opened(conn.id(), claim, soft_id) {
             ctx.fail(e.code(), &e.to_string());
         }
     }
@@ -75,10 +80,16 @@ impl Hub {
     /// changed, and to `also` in any case (a connection that just presented the
     /// session). The users those connections had before leave their rooms if that was
     /// their last connection here.
-    pub(super) fn bind(&self, session: &str, user: &str, room: Option<&str>, also: Option<ConnId>) {
+    pub(super) fn bind(
+        &self,
+        session: &SessionId,
+        user: &UserId,
+        room: Option<&str>,
+        also: Option<ConnId>,
+    ) {
         let before = {
             let mut st = self.state();
-            let before: BTreeSet<String> = st
+            let before: BTreeSet<UserId> = st
                 .identity
                 .connections_of_session(session)
                 .iter()
@@ -92,6 +103,11 @@ impl Hub {
             // Sent under the lock: a delivery to this user must take the lock to find
             // these connections, so it comes after the confirmation, which is then
             // the first thing a connection hears as the user.
+            let now = (user.clone(), session.clone());
+            told.retain(|c| st.confirmed.get(c) != Some(&now));
+            for c in &told {
+                st.confirmed.insert(*c, now.clone());
+            }
             self.with_sink(|sink| {
                 for c in told {
                     sink.send_text(&[c], &confirmation(&st, c, user, session, room));
@@ -104,7 +120,8 @@ impl Hub {
         }
     }
 
-    pub(super) fn unconfirm(&self, id: ConnId, session: &str, reason: &str) {
+    pub(super) fn unconfirm(&self, id: ConnId, session: &SessionId, reason: &str) {
+        self.state().confirmed.remove(&id);
         self.deliver_here(
             &[id],
             "unauthenticated",
@@ -117,6 +134,7 @@ impl Hub {
     pub(super) fn close(&self, id: ConnId) {
         let mut st = self.state();
         st.deadlines.remove(&id);
+        st.confirmed.remove(&id);
         let Some(member) = st.identity.remove(id) else {
             return;
         };
@@ -130,7 +148,7 @@ impl Hub {
     }
 
     /// If `user` has no connection left on this node, they leave every room.
-    pub(super) fn user_may_be_gone(&self, user: &str) {
+    pub(super) fn user_may_be_gone(&self, user: &UserId) {
         let left = {
             let mut st = self.state();
             if !st.identity.connections_of(user).is_empty() {
@@ -154,11 +172,13 @@ impl Hub {
         let Some(template) = &self.config.session_user_key else {
             return Err(Error::BadRequest("authenticate is turned off here".into()));
         };
-        let session = self.id_field(data, "sessionId")?;
+        let Authenticate { session } = self.read(data)?;
         let id = ctx.id();
         let old_user = {
             let mut st = self.state();
             let before = st.identity.member(id).cloned().unwrap_or_default();
+            // A request is answered: this connection is told again whom it belongs to.
+            st.confirmed.remove(&id);
             st.identity.attach(id, &session);
             st.note_way(&session, Way::SessionStore);
             if let Some(old) = before.session.filter(|b| *b != session) {
@@ -170,7 +190,7 @@ impl Hub {
         let read = self.stores.sessions.get(&template.fill(&session));
         match &read {
             Ok(Some(user)) => {
-                self.bind(&session, user, None, Some(id));
+                self.bind(&session, &UserId::new(user.as_str()), None, Some(id));
                 // A key deleted between the read and the binding sent its event
                 // before there was anything to take out: read once more.
                 self.recheck_session(&session);
@@ -210,7 +230,7 @@ impl Hub {
                 "userId": member.user,
                 "sessionId": member.session,
                 "softId": member.soft_id,
-                "admin": member.user.as_ref().is_some_and(|u| self.config.admins.contains(u)),
+                "admin": member.user.as_ref().is_some_and(|u| self.is_admin(u)),
             }),
         );
         Ok(())
@@ -227,7 +247,7 @@ impl Hub {
                 t.as_ref()
                     .and_then(|t| t.extract(key))
                     .filter(|s| st.ways.get(*s) == Some(&way))
-                    .map(str::to_owned)
+                    .map(SessionId::from)
             };
             let user_way = self
                 .config
@@ -235,7 +255,7 @@ impl Hub {
                 .as_ref()
                 .and_then(|t| t.extract(key))
                 .filter(|u| st.user_sessions.contains_key(*u))
-                .map(str::to_owned);
+                .map(UserId::from);
             (
                 pick(&self.config.session_user_key, Way::SessionStore),
                 pick(&self.config.chat_session_key, Way::ChatKey),
@@ -252,7 +272,7 @@ impl Hub {
 
     /// Reads a held session's key again, the way it was presented, and binds or
     /// unbinds its connections.
-    pub(super) fn recheck_session(&self, session: &str) {
+    pub(super) fn recheck_session(&self, session: &SessionId) {
         let way = self.state().ways.get(session).cloned();
         let (template, chat) = match way {
             None => return,
@@ -271,6 +291,7 @@ impl Hub {
         };
         match found {
             Some((user, room)) => {
+                let user = UserId::new(user);
                 self.bind(session, &user, room.as_deref(), None);
                 // A session key that came back puts its user in its room again.
                 if let Some(room) = room {
@@ -285,7 +306,7 @@ impl Hub {
 
     /// The user's key of the user-to-session way changed: sessions that still match it
     /// stay (or come back), the others end.
-    pub(super) fn recheck_user(&self, user: &str) {
+    pub(super) fn recheck_user(&self, user: &UserId) {
         let Some(template) = &self.config.user_session_key else {
             return;
         };
@@ -296,16 +317,16 @@ impl Hub {
                 return;
             }
         };
-        let sessions: Vec<String> = self
+        let sessions: Vec<SessionId> = self
             .state()
             .user_sessions
             .get(user)
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default();
         for session in sessions {
-            let valid = stored.as_deref().is_some_and(|v| {
-                crate::server::admin::constant_time_eq(v.as_bytes(), session.as_bytes())
-            });
+            let valid = stored
+                .as_deref()
+                .is_some_and(|v| crate::secure::constant_time_eq(v.as_bytes(), session.as_bytes()));
             if valid {
                 self.bind(&session, user, None, None);
             } else {
@@ -316,10 +337,10 @@ impl Hub {
 
     /// The session's key is gone: its connections leave their user at once and stay
     /// open, waiting for it to come back.
-    pub(super) fn end_session(&self, session: &str, reason: &str) {
+    pub(super) fn end_session(&self, session: &SessionId, reason: &str) {
         let (changed, users) = {
             let mut st = self.state();
-            let users: BTreeSet<String> = st
+            let users: BTreeSet<UserId> = st
                 .identity
                 .connections_of_session(session)
                 .iter()
@@ -347,7 +368,7 @@ impl Hub {
     }
 
     /// The user of a connection, or [`Error::NotAuthenticated`].
-    pub(super) fn user_of(&self, ctx: &Call) -> Result<String, Error> {
+    pub(super) fn user_of(&self, ctx: &Call) -> Result<UserId, Error> {
         self.state()
             .identity
             .member(ctx.id())
@@ -356,10 +377,10 @@ impl Hub {
     }
 
     pub(super) fn is_admin(&self, user: &str) -> bool {
-        self.config.admins.iter().any(|a| a == user)
+        self.config.admins.iter().any(|a| a.as_str() == user)
     }
 
-    pub(super) fn admin_of(&self, ctx: &Call) -> Result<String, Error> {
+    pub(super) fn admin_of(&self, ctx: &Call) -> Result<UserId, Error> {
         let user = self.user_of(ctx)?;
         if !self.is_admin(&user) {
             return Err(Error::NotAdmin);
@@ -380,7 +401,7 @@ mod tests {
         assert_eq!(t.take(1)[0].1["userId"], "ann");
         // A session the site has not written yet: the connection hears so, and
         // follows the key; once the site writes it, the connection is that user.
-        t.hub.opened(2, &Claim::Anonymous, None).unwrap();
+        t.hub.opened(ConnId(2), &Claim::Anonymous, None).unwrap();
         t.call(2, "authenticate", json!({ "sessionId": "later" }))
             .unwrap();
         let heard = t.take(2);
@@ -401,12 +422,34 @@ mod tests {
         t.call(1, "chat.create", json!({ "room": "r" })).unwrap();
         t.call(2, "chat.join", json!({ "room": "r" })).unwrap();
         t.take(1);
-        t.hub.closed(2);
+        t.hub.closed(ConnId(2));
         assert!(t.take(1).is_empty(), "bob is still here on connection 3");
-        t.hub.closed(3);
+        t.hub.closed(ConnId(3));
         assert_eq!(
             t.take(1),
             [("userlist".into(), json!({ "room": "r", "users": ["ann"] }))]
         );
+    }
+
+    #[test]
+    fn a_key_event_racing_authenticate_confirms_once() {
+        let t = TestHub::new(Config::default());
+        t.hub.opened(ConnId(1), &Claim::Anonymous, None).unwrap();
+        let (s, u) = (SessionId::new("s"), UserId::new("ann"));
+        t.hub.state().identity.attach(ConnId(1), &s);
+        // The site's key event binds the session first, then `authenticate` reads the
+        // key and binds it again for the connection that asked.
+        t.hub.bind(&s, &u, None, None);
+        t.hub.bind(&s, &u, None, Some(ConnId(1)));
+        assert_eq!(t.events(1), ["authenticated"]);
+        // Another `authenticate` is a request of its own, and is answered.
+        t.hub
+            .stores
+            .sessions
+            .set("session-store-s", "ann", None)
+            .unwrap();
+        t.call(1, "authenticate", json!({ "sessionId": "s" }))
+            .unwrap();
+        assert_eq!(t.events(1), ["authenticated"]);
     }
 }

@@ -41,7 +41,7 @@ impl TestHub {
     }
 
     /// A hub with `users` signed in, each on its connection id.
-    pub(super) fn with_users(config: Config, users: &[(ConnId, &str)]) -> TestHub {
+    pub(super) fn with_users(config: Config, users: &[(u64, &str)]) -> TestHub {
         let t = TestHub::new(config);
         for (id, user) in users {
             t.sign_in(*id, user);
@@ -50,7 +50,7 @@ impl TestHub {
     }
 
     /// A hub whose admin is `root`, with `users` signed in.
-    pub(super) fn with_admin(users: &[(ConnId, &str)]) -> TestHub {
+    pub(super) fn with_admin(users: &[(u64, &str)]) -> TestHub {
         let config = Config {
             admins: vec!["root".into()],
             ..Config::default()
@@ -60,32 +60,33 @@ impl TestHub {
 
     /// Connection `id` opens and signs in as `user`, the way a client does: the site
     /// wrote the session, the client sends `authenticate`.
-    pub(super) fn sign_in(&self, id: ConnId, user: &str) {
+    pub(super) fn sign_in(&self, id: u64, user: &str) {
         let session = format!("s{id}");
+        let id = ConnId(id);
         self.hub
             .stores
             .sessions
             .set(&format!("session-store-{session}"), user, None)
             .unwrap();
         self.hub.opened(id, &Claim::Anonymous, None).unwrap();
-        self.call(id, "authenticate", json!({ "sessionId": session }))
+        self.call(id.get(), "authenticate", json!({ "sessionId": session }))
             .unwrap();
-        let heard = self.take(id);
+        let heard = self.take(id.get());
         assert_eq!(heard[0].0, "authenticated", "{heard:?}");
         assert_eq!(heard[0].1["userId"], user);
     }
 
     /// Handles `event` from connection `id`.
-    pub(super) fn call(&self, id: ConnId, event: &str, data: Value) -> Result<(), Error> {
-        let known = self.hub.handle(id, event, &data)?;
+    pub(super) fn call(&self, id: u64, event: &str, data: Value) -> Result<(), Error> {
+        let known = self.hub.handle(ConnId(id), event, &data)?;
         assert!(known, "no handler for {event}");
         Ok(())
     }
 
     /// What connection `id` was sent since the last call, as (event, data).
-    pub(super) fn take(&self, id: ConnId) -> Vec<(String, Value)> {
+    pub(super) fn take(&self, id: u64) -> Vec<(String, Value)> {
         let mut sent = self.sink.sent.lock().unwrap();
-        let (mine, rest): (Vec<_>, Vec<_>) = sent.drain(..).partition(|(to, _)| *to == id);
+        let (mine, rest): (Vec<_>, Vec<_>) = sent.drain(..).partition(|(to, _)| to.get() == id);
         *sent = rest;
         mine.into_iter()
             .map(|(_, v)| {
@@ -98,12 +99,13 @@ impl TestHub {
     }
 
     /// The events connection `id` was sent since the last call, by name.
-    pub(super) fn events(&self, id: ConnId) -> Vec<String> {
+    pub(super) fn events(&self, id: u64) -> Vec<String> {
         self.take(id).into_iter().map(|(e, _)| e).collect()
     }
 
     /// The closes started, as (connection, code).
-    pub(super) fn closes(&self) -> Vec<(ConnId, u16)> {
-        self.sink.closed.lock().unwrap().clone()
+    pub(super) fn closes(&self) -> Vec<(u64, u16)> {
+        let closed = self.sink.closed.lock().unwrap();
+        closed.iter().map(|(id, code)| (id.get(), *code)).collect()
     }
 }

@@ -18,10 +18,12 @@
 //! An empty token is refused at start: `--admin-token "$UNSET"` must not open the
 //! listener to everyone.
 
-use super::http::{parse_query, response};
+use super::http::response;
 use super::log::Level;
 use super::{Conn, Server};
+use crate::form::parse_query;
 use crate::protocol::handshake::Request;
+use crate::secure::constant_time_eq;
 use crate::socket::{self, DeadlineStream};
 use crate::time;
 use serde_json::{json, Map, Value};
@@ -256,62 +258,43 @@ fn authorized(server: &Server, request: &Request) -> bool {
 fn connections(server: &Server) -> Value {
     let mut conns = server.connections();
     conns.sort_by_key(|c| c.id());
-    Value::Array(conns.iter().map(|c| describe(c)).collect())
+    Value::Array(conns.iter().map(|c| c.describe()).collect())
 }
 
-/// One connection as the admin listing shows it: `connectionId`, `address`, `time`
-/// (ISO 8601 UTC), `url`, `path`, `query`, `protocol` and `headers` (names in lower
-/// case, repeated headers joined with `, `).
-pub fn describe(c: &Conn) -> Value {
-    let hs = c.handshake();
-    let target = &hs.request.target;
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, q),
-        None => (target.as_str(), ""),
-    };
-    let mut headers = Map::new();
-    for (name, value) in &hs.request.headers.0 {
-        let name = name.to_ascii_lowercase();
-        let joined = match headers.remove(&name) {
-            Some(Value::String(prev)) => format!("{prev}, {value}"),
-            _ => value.clone(),
+impl Conn {
+    /// One connection as the admin listing shows it: `connectionId`, `address`, `time`
+    /// (ISO 8601 UTC), `url`, `path`, `query`, `protocol` and `headers` (names in lower
+    /// case, repeated headers joined with `, `).
+    pub fn describe(&self) -> Value {
+        let c = self;
+        let hs = c.handshake();
+        let target = &hs.request.target;
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, q),
+            None => (target.as_str(), ""),
         };
-        headers.insert(name, Value::String(joined));
-    }
-    let query: Map<String, Value> = parse_query(query)
-        .into_iter()
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect();
-    json!({
-        "connectionId": c.id(),
-        "address": c.peer().to_string(),
-        "time": time::iso8601(hs.time),
-        "url": target,
-        "path": path,
-        "query": query,
-        "protocol": hs.protocol,
-        "headers": headers,
-    })
-}
-
-/// Compares two byte strings in time that depends only on their lengths, so that a
-/// wrong token does not leak how much of it was right.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn constant_time_comparison() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(constant_time_eq(b"", b""));
+        let mut headers = Map::new();
+        for (name, value) in &hs.request.headers.0 {
+            let name = name.to_ascii_lowercase();
+            let joined = match headers.remove(&name) {
+                Some(Value::String(prev)) => format!("{prev}, {value}"),
+                _ => value.clone(),
+            };
+            headers.insert(name, Value::String(joined));
+        }
+        let query: Map<String, Value> = parse_query(query)
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        json!({
+            "connectionId": c.id(),
+            "address": c.peer().to_string(),
+            "time": time::iso8601(hs.time),
+            "url": target,
+            "path": path,
+            "query": query,
+            "protocol": hs.protocol,
+            "headers": headers,
+        })
     }
 }

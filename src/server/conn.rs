@@ -52,8 +52,8 @@ thread_local! {
     static READER_OF: Cell<u64> = const { Cell::new(0) };
 }
 
-pub(super) fn set_reader_of(id: u64) {
-    READER_OF.with(|c| c.set(id));
+pub(super) fn set_reader_of(id: ConnId) {
+    READER_OF.with(|c| c.set(id.0));
 }
 
 /// A message as received: text (valid UTF-8) or binary.
@@ -108,7 +108,7 @@ pub struct Handshake {
     /// The subprotocol selected, if any.
     pub protocol: Option<String>,
     /// What the handler noted when it accepted the upgrade ([`super::Accept::note`]).
-    pub note: Option<serde_json::Value>,
+    pub note: Option<super::Note>,
 }
 
 #[derive(Debug)]
@@ -295,10 +295,34 @@ impl Outbound {
     }
 }
 
+/// A connection's number, unique within one process, counted from 1. Shown as the
+/// number (`7`), and sent as one in JSON (`"connectionId": 7`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+impl ConnId {
+    /// The number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl serde::Serialize for ConnId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
 /// A connection: its identity, its handshake, and its send queue. Shared by its reader
 /// thread, its writer thread, and any handler that sends to it.
 pub struct Conn {
-    id: u64,
+    id: ConnId,
     peer: SocketAddr,
     handshake: Handshake,
     pub(super) stream: TcpStream,
@@ -328,7 +352,7 @@ impl std::fmt::Debug for Conn {
 
 impl Conn {
     pub(super) fn new(
-        id: u64,
+        id: ConnId,
         peer: SocketAddr,
         handshake: Handshake,
         stream: TcpStream,
@@ -351,7 +375,7 @@ impl Conn {
     }
 
     /// The connection's id, unique in this process.
-    pub fn id(&self) -> u64 {
+    pub fn id(&self) -> ConnId {
         self.id
     }
 
@@ -384,7 +408,7 @@ impl Conn {
     }
 
     fn on_reader_thread(&self) -> bool {
-        READER_OF.with(|c| c.get()) == self.id
+        READER_OF.with(|c| c.get()) == self.id.0
     }
 
     /// Puts bytes that are not a frame (the 101 response) at the end of the queue.

@@ -7,9 +7,8 @@
 //! It selects the first subprotocol a client offers that is in its list
 //! (`--protocol`, RFC 6455 4.2.2), and none when the list is empty.
 
-use super::{Accept, Conn, Frame, Handler, Message, Reject, Server};
-use crate::protocol::handshake::{choose_protocol, Offer, Request};
-use std::net::SocketAddr;
+use super::{Accept, Conn, Frame, Handler, Message, Reject, Server, Upgrade};
+use crate::protocol::handshake::choose_protocol;
 use std::sync::Arc;
 
 /// Where a message goes.
@@ -32,10 +31,10 @@ pub struct Echo {
 }
 
 impl Handler for Echo {
-    fn on_upgrade(&self, _: &Request, offer: &Offer, _: SocketAddr) -> Result<Accept, Reject> {
+    fn on_upgrade(&self, upgrade: &Upgrade) -> Result<Accept, Reject> {
         let supported: Vec<&str> = self.protocols.iter().map(String::as_str).collect();
         Ok(Accept::protocol(
-            choose_protocol(&offer.protocols, &supported).map(str::to_owned),
+            choose_protocol(upgrade.protocols(), &supported).map(str::to_owned),
         ))
     }
 

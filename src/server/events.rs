@@ -36,13 +36,12 @@
 use super::log::{clip, Level, Record};
 use super::metrics::inc;
 use super::{
-    Accept, AdminRequest, AdminResponse, Config, Conn, Frame, Handler, Message, Reject, Server,
+    Accept, AdminRequest, AdminResponse, Config, Conn, ConnId, Frame, Handler, Message, Reject,
+    Server, Upgrade,
 };
-use crate::protocol::handshake::{Offer, Request};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,8 +73,8 @@ impl<'a> Ctx<'a> {
     }
 
     /// The id of the connection the event came from (0 for `log`).
-    pub fn id(&self) -> u64 {
-        self.conn.map_or(0, |c| c.id())
+    pub fn id(&self) -> ConnId {
+        self.conn.map_or(ConnId(0), |c| c.id())
     }
 
     /// Sends `event` to the connection the event came from.
@@ -145,7 +144,7 @@ impl Server {
     /// A few recipients are written to at once from the calling thread; many are
     /// handed to the writer threads in one batch, which coalesces what each
     /// connection is sent.
-    pub fn reply_many(&self, ids: &[u64], event: &str, data: &Value) -> usize {
+    pub fn reply_many(&self, ids: &[ConnId], event: &str, data: &Value) -> usize {
         self.send_many(ids, &Frame::text(&envelope(event, data)))
     }
 }
@@ -161,8 +160,7 @@ pub struct Builder {
 }
 
 /// Decides on upgrade requests ([`Handler::on_upgrade`]).
-pub type UpgradeHook =
-    Box<dyn Fn(&Request, &Offer, SocketAddr) -> Result<Accept, Reject> + Send + Sync>;
+pub type UpgradeHook = Box<dyn Fn(&Upgrade) -> Result<Accept, Reject> + Send + Sync>;
 /// Reports whether what the application depends on works ([`Handler::health`]).
 pub type HealthHook = Box<dyn Fn() -> Result<(), super::Unhealthy> + Send + Sync>;
 /// Adds admin routes ([`Handler::on_admin`]).
@@ -195,7 +193,7 @@ impl Builder {
     /// one, every valid request is accepted with no subprotocol.
     pub fn on_upgrade(
         mut self,
-        hook: impl Fn(&Request, &Offer, SocketAddr) -> Result<Accept, Reject> + Send + Sync + 'static,
+        hook: impl Fn(&Upgrade) -> Result<Accept, Reject> + Send + Sync + 'static,
     ) -> Self {
         self.upgrade = Some(Box::new(hook));
         self
@@ -348,14 +346,9 @@ impl Emitter {
 }
 
 impl Handler for Shared {
-    fn on_upgrade(
-        &self,
-        request: &Request,
-        offer: &Offer,
-        peer: SocketAddr,
-    ) -> Result<Accept, Reject> {
+    fn on_upgrade(&self, upgrade: &Upgrade) -> Result<Accept, Reject> {
         match &self.0.upgrade {
-            Some(hook) => hook(request, offer, peer),
+            Some(hook) => hook(upgrade),
             None => Ok(Accept::default()),
         }
     }

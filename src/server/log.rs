@@ -5,6 +5,7 @@
 //! Human: `2026-11-22T09:15:02.123Z info  conn=5 closed code=1000 peer=127.0.0.1:40112`
 //! JSON:  `{"time":"2026-11-22T09:15:02.123Z","level":"info","conn":5,"msg":"closed","code":"1000",...}`
 
+use super::ConnId;
 use crate::time;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -109,7 +110,7 @@ pub struct Record {
     /// How much it matters.
     pub level: Level,
     /// The connection it is about, if any.
-    pub conn: Option<u64>,
+    pub conn: Option<ConnId>,
     /// What happened, a few words.
     pub message: String,
     /// Details, in order.
@@ -124,7 +125,7 @@ impl Record {
         map.insert("time".into(), self.time.clone().into());
         map.insert("level".into(), self.level.name().into());
         if let Some(id) = self.conn {
-            map.insert("conn".into(), id.into());
+            map.insert("conn".into(), id.0.into());
         }
         map.insert("msg".into(), self.message.clone().into());
         for (k, v) in &self.fields {
@@ -191,7 +192,7 @@ impl Logger {
         &self,
         budget: &std::sync::Mutex<LogBudget>,
         level: Level,
-        conn: Option<u64>,
+        conn: Option<ConnId>,
         message: &str,
         fields: &[(&'static str, &dyn std::fmt::Display)],
     ) -> bool {
@@ -212,7 +213,7 @@ impl Logger {
     pub fn log(
         &self,
         level: Level,
-        conn: Option<u64>,
+        conn: Option<ConnId>,
         message: &str,
         fields: &[(&'static str, &dyn std::fmt::Display)],
     ) {
@@ -270,7 +271,7 @@ mod tests {
         Record {
             time: "2026-11-22T09:15:02.123Z".into(),
             level: Level::Info,
-            conn: Some(5),
+            conn: Some(ConnId(5)),
             message: "closed".into(),
             fields: vec![("code", "1000".into()), ("reason", "bye now".into())],
         }

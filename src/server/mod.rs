@@ -23,6 +23,7 @@ pub mod admin;
 pub mod conn;
 pub mod echo;
 pub mod events;
+mod handler;
 mod http;
 pub mod log;
 pub mod metrics;
@@ -30,13 +31,13 @@ mod reader;
 mod writer;
 
 pub use admin::{AdminRequest, AdminResponse};
-pub use conn::{Conn, Frame, Handshake, Message};
+pub use conn::{Conn, ConnId, Frame, Handshake, Message};
 pub use events::Builder;
-pub use http::parse_query;
+pub use handler::{Accept, Handler, Note, Reject, Unhealthy, Upgrade};
 
 use crate::protocol;
 use crate::protocol::close;
-use crate::protocol::handshake::{self, Offer, Request};
+use crate::protocol::handshake;
 use crate::socket::{self, DeadlineStream};
 use crate::sys;
 use log::{Level, Logger};
@@ -56,29 +57,6 @@ use std::time::{Duration, Instant, SystemTime};
 /// ping. In the 4000-4999 range RFC 6455 7.4.2 leaves to applications; a client
 /// should reconnect.
 pub const CLOSE_HEARTBEAT_TIMEOUT: u16 = 4000;
-
-/// Why what an application depends on (a store) does not work now: `GET /health`
-/// answers 503 with the reason ([`Handler::health`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Unhealthy {
-    /// For people: what is down, and why.
-    pub reason: String,
-}
-
-impl Unhealthy {
-    /// A reason for 503.
-    pub fn new(reason: impl Into<String>) -> Self {
-        Unhealthy {
-            reason: reason.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for Unhealthy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.reason)
-    }
-}
 
 /// Deliveries to at most this many connections are written from the sending thread
 /// ([`Server::send_many`]): a private message reaches its recipient without a thread
@@ -307,94 +285,12 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// An answer that refuses an upgrade request before the 101: an HTTP status and a
-/// short body.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reject {
-    /// The HTTP status, such as 401 or 403.
-    pub status: u16,
-    /// A short text saying why.
-    pub body: String,
-    /// Seconds after which a retry may succeed, sent as `Retry-After` (RFC 9110
-    /// 10.2.3), for a refusal that is temporary, such as a 503.
-    pub retry_after: Option<u32>,
-}
-
-/// An upgrade request accepted by [`Handler::on_upgrade`].
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Accept {
-    /// The subprotocol to select; it must be one the client offered, or none is
-    /// selected (a client fails a connection that selects one it did not offer, RFC
-    /// 6455 4.1).
-    pub protocol: Option<String>,
-    /// What the handler learnt while deciding (who the peer is, say), kept with the
-    /// connection's handshake ([`Handshake::note`]). The server does not read it.
-    pub note: Option<serde_json::Value>,
-}
-
-impl Accept {
-    /// Accepts with `protocol` selected, if any, and no note.
-    pub fn protocol(protocol: Option<String>) -> Accept {
-        Accept {
-            protocol,
-            note: None,
-        }
-    }
-}
-
-/// What the server does with connections and their messages. Every method but
-/// `on_message` has a default that does nothing.
-///
-/// Methods of one connection are called on its reader thread, in order: `on_open`,
-/// then `on_message` for each message, then `on_close`. Different connections run in
-/// parallel.
-pub trait Handler: Send + Sync + 'static {
-    /// Decides on an upgrade request that is valid WebSocket: accept it, choosing a
-    /// subprotocol among those offered (or none), or refuse it with an HTTP status.
-    fn on_upgrade(
-        &self,
-        _request: &Request,
-        _offer: &Offer,
-        _peer: SocketAddr,
-    ) -> Result<Accept, Reject> {
-        Ok(Accept::default())
-    }
-
-    /// Answers a request to the admin listener (`Config::admin_listen`) before its
-    /// built-in routes, which it may replace; `None` leaves the request to them. The
-    /// token, if any, was checked already.
-    fn on_admin(&self, _server: &Server, _request: &AdminRequest) -> Option<AdminResponse> {
-        None
-    }
-
-    /// Whether what the handler depends on (a store) works, for `GET /health` on both
-    /// ports: `Err` with why not makes it answer 503 with the reason. It must not
-    /// block: it reports what is known, it does not go and ask.
-    fn health(&self, _server: &Server) -> Result<(), Unhealthy> {
-        Ok(())
-    }
-
-    /// A WebSocket connection is open.
-    fn on_open(&self, _server: &Server, _conn: &Arc<Conn>) {}
-
-    /// A text or binary message arrived.
-    fn on_message(&self, server: &Server, conn: &Arc<Conn>, message: Message);
-
-    /// The connection is over; `code` is the close code we sent or received, 1006 if
-    /// TCP ended without one (RFC 6455 7.1.5).
-    fn on_close(&self, _server: &Server, _conn: &Arc<Conn>, _code: u16) {}
-
-    /// The server is shutting down: the last chance to send something to every
-    /// connection before each is closed with 1001.
-    fn on_shutdown(&self, _server: &Server) {}
-}
-
 /// State shared by every thread of one server.
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) metrics: Metrics,
     pub(crate) log: Logger,
-    registry: RwLock<HashMap<u64, Arc<Conn>>>,
+    registry: RwLock<HashMap<ConnId, Arc<Conn>>>,
     writers: Vec<Arc<writer::Writer>>,
     handler: Box<dyn Handler>,
     /// TCP connections being served (handshaking, WebSocket or HTTP).
@@ -404,7 +300,7 @@ pub(crate) struct Shared {
     established: AtomicUsize,
     /// Connections still sending their handshake, by id (so oldest first), with a
     /// handle to drop the oldest when [`Config::max_handshakes`] are pending.
-    handshaking: Mutex<std::collections::BTreeMap<u64, TcpStream>>,
+    handshaking: Mutex<std::collections::BTreeMap<ConnId, TcpStream>>,
     drained: Condvar,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     next_id: AtomicU64,
@@ -416,7 +312,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn conn(&self, id: u64) -> Option<Arc<Conn>> {
+    pub(crate) fn conn(&self, id: ConnId) -> Option<Arc<Conn>> {
         self.registry
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -424,8 +320,8 @@ impl Shared {
             .cloned()
     }
 
-    fn writer_for(&self, id: u64) -> &writer::Writer {
-        &self.writers[(id as usize) % self.writers.len()]
+    fn writer_for(&self, id: ConnId) -> &writer::Writer {
+        &self.writers[(id.0 as usize) % self.writers.len()]
     }
 }
 
@@ -506,7 +402,7 @@ impl Server {
     }
 
     /// The open WebSocket connection with this id.
-    pub fn connection(&self, id: u64) -> Option<Arc<Conn>> {
+    pub fn connection(&self, id: ConnId) -> Option<Arc<Conn>> {
         self.shared.conn(id)
     }
 
@@ -580,7 +476,7 @@ impl Server {
     /// Sends `frame` to the open connections among `ids`. Up to [`DIRECT_FANOUT`]
     /// recipients are written to from this thread when their sockets have room; more
     /// go to the writer threads in one batch. Returns how many took it.
-    pub fn send_many(&self, ids: &[u64], frame: &Frame) -> usize {
+    pub fn send_many(&self, ids: &[ConnId], frame: &Frame) -> usize {
         if ids.len() <= DIRECT_FANOUT {
             return ids
                 .iter()
@@ -614,7 +510,7 @@ impl Server {
         let n = shared.writers.len();
         let mut per_writer: Vec<Vec<Arc<Conn>>> = vec![Vec::new(); n];
         for conn in batch {
-            per_writer[(conn.id() as usize) % n].push(conn);
+            per_writer[(conn.id().0 as usize) % n].push(conn);
         }
         for (w, conns) in shared.writers.iter().zip(per_writer) {
             if !conns.is_empty() {
@@ -826,7 +722,7 @@ impl Server {
             ip: peer.ip(),
             established: std::cell::Cell::new(false),
         };
-        let id = shared.next_id.fetch_add(1, SeqCst);
+        let id = ConnId(shared.next_id.fetch_add(1, SeqCst));
         self.hold_handshake_slot(id, &stream);
         let server = self.clone();
         let spawned = self.spawn(format!("conn-{id}"), config.thread_stack_bytes, move || {
@@ -851,7 +747,7 @@ impl Server {
 
     /// Counts connection `id` among those sending their handshake, dropping the oldest
     /// pending one first when [`Config::max_handshakes`] are.
-    fn hold_handshake_slot(&self, id: u64, stream: &TcpStream) {
+    fn hold_handshake_slot(&self, id: ConnId, stream: &TcpStream) {
         let shared = &self.shared;
         let mut pending = shared.handshaking.lock().unwrap_or_else(|p| p.into_inner());
         while pending.len() >= shared.config.max_handshakes.max(1) {
@@ -962,7 +858,7 @@ impl Server {
 /// behind in the registry by an unwinding thread.
 fn guarded<T>(
     shared: &Shared,
-    conn: Option<u64>,
+    conn: Option<ConnId>,
     what: &'static str,
     f: impl FnOnce() -> T,
 ) -> Option<T> {
@@ -1049,7 +945,7 @@ fn serve_connection(
     server: &Server,
     stream: TcpStream,
     peer: SocketAddr,
-    id: u64,
+    id: ConnId,
     admitted: &Admitted,
 ) {
     let shared = &server.shared;
@@ -1127,7 +1023,9 @@ fn serve_connection(
         }
     };
     let decided = guarded(shared, Some(id), "on_upgrade", || {
-        shared.handler.on_upgrade(&request, &offer, peer)
+        shared
+            .handler
+            .on_upgrade(&Upgrade::new(&request, &offer, peer))
     })
     .unwrap_or_else(|| {
         Err(Reject {
@@ -1203,5 +1101,5 @@ fn serve_connection(
         None => End::Failed(Error::HandlerFailed),
     };
     end_connection(server, &conn, end);
-    conn::set_reader_of(0);
+    conn::set_reader_of(ConnId(0));
 }

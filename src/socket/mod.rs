@@ -16,7 +16,6 @@ use crate::protocol::handshake::HeadLimits;
 use crate::protocol::message::{Event, FrameTrace, Limits};
 use crate::protocol::{self, Role};
 use std::fmt;
-use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
@@ -97,59 +96,6 @@ pub enum Direction {
 pub type Tracer = Box<dyn FnMut(Direction, &FrameTrace) + Send>;
 
 pub use crate::protocol::connection::State;
-
-/// Fills buffers from the operating system's random source, for masking keys (RFC 6455
-/// 5.3: keys "MUST be derived from a strong source of entropy") and handshake nonces.
-pub(crate) struct Urandom {
-    file: Option<File>,
-    pool: [u8; 64],
-    used: usize,
-}
-
-impl Urandom {
-    pub(crate) fn new() -> Self {
-        Urandom {
-            file: None,
-            pool: [0; 64],
-            used: 64,
-        }
-    }
-
-    pub(crate) fn fill(&mut self, out: &mut [u8]) -> io::Result<()> {
-        for b in out {
-            if self.used == self.pool.len() {
-                let file = match &mut self.file {
-                    Some(f) => f,
-                    None => self.file.insert(File::open("/dev/urandom")?),
-                };
-                file.read_exact(&mut self.pool)?;
-                self.used = 0;
-            }
-            *b = self.pool[self.used];
-            self.used += 1;
-        }
-        Ok(())
-    }
-}
-
-/// Masking keys from [`Urandom`] (RFC 6455 5.3). Should the OS source fail, keys come
-/// from the standard library's randomly seeded SipHash over a counter: still
-/// unpredictable to the peer, which is what 5.3 asks of them.
-pub(crate) fn masking_keys() -> impl FnMut() -> [u8; 4] + Send {
-    use std::hash::BuildHasher;
-    let mut random = Urandom::new();
-    let fallback = std::collections::hash_map::RandomState::new();
-    let mut count = 0u64;
-    move || {
-        let mut key = [0u8; 4];
-        if random.fill(&mut key).is_err() {
-            count += 1;
-            let h = fallback.hash_one(count).to_le_bytes();
-            key.copy_from_slice(&h[..4]);
-        }
-        key
-    }
-}
 
 /// Bytes read from a stream and not yet decoded: one buffer, reused for every read,
 /// whose bytes are decoded before the next read. Shared by [`WebSocket`] and the
@@ -235,7 +181,7 @@ impl<S: Read + Write> WebSocket<S> {
     pub fn from_raw(stream: S, role: Role, config: Config, leftover: &[u8]) -> Self {
         let conn = match role {
             Role::Server => Connection::server(config.limits),
-            Role::Client => Connection::client(config.limits, masking_keys()),
+            Role::Client => Connection::client(config.limits, crate::secure::masking_keys()),
         };
         WebSocket {
             stream,

@@ -2,11 +2,12 @@
 //! response head within its limits, answering it, and the client's request; then a
 //! [`WebSocket`] over the same stream.
 
-use super::{Config, Error, Urandom, WebSocket};
+use super::{Config, Error, WebSocket};
 use crate::protocol::handshake::{
     self, HeadLimits, Offer, Request, RequestParser, Response, ResponseParser,
 };
 use crate::protocol::{self, Role, Status};
+use crate::secure::Urandom;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
