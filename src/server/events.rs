@@ -41,6 +41,7 @@ use super::{
 };
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::fmt;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -108,6 +109,63 @@ impl<'a> Ctx<'a> {
 }
 
 pub use crate::envelope::{envelope, parse_envelope, parse_envelope_bounded, BadInput};
+
+/// The code of [`EventError::HandlerFailed`].
+const INTERNAL_ERROR: &str = "internal_error";
+
+/// Why the event layer refused a client's message, before any handler saw it: the
+/// `error` event's `code` and `message`. An application's own refusals use
+/// [`Ctx::fail`] with codes of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventError {
+    /// A binary message: events are JSON text (RFC 6455 5.6 leaves the meaning of
+    /// data to the application).
+    Binary,
+    /// Not JSON, or not an `{"event", "data"}` object.
+    BadJson(String),
+    /// More JSON values than [`Config::max_json_values`].
+    TooComplex {
+        /// The limit.
+        max_values: usize,
+    },
+    /// A client named an event only the server sends (`connection`, `error`...).
+    Reserved(String),
+    /// No handler for the event.
+    Unknown(String),
+    /// The event's handler panicked.
+    HandlerFailed(String),
+}
+
+impl EventError {
+    /// The `error` event's code, also the label of its count in `/metrics`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EventError::Binary => "binary_unsupported",
+            EventError::BadJson(_) => "bad_json",
+            EventError::TooComplex { .. } => "too_complex",
+            EventError::Reserved(_) => "reserved_event",
+            EventError::Unknown(_) => "unknown_event",
+            EventError::HandlerFailed(_) => INTERNAL_ERROR,
+        }
+    }
+}
+
+impl fmt::Display for EventError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventError::Binary => f.write_str("messages are JSON text frames"),
+            EventError::BadJson(why) => f.write_str(why),
+            EventError::TooComplex { max_values } => {
+                write!(f, "more than {max_values} JSON values in one message")
+            }
+            EventError::Reserved(name) => write!(f, "\"{name}\" is sent by the server only"),
+            EventError::Unknown(name) => write!(f, "no handler for \"{name}\""),
+            EventError::HandlerFailed(name) => write!(f, "the handler of \"{name}\" failed"),
+        }
+    }
+}
+
+impl std::error::Error for EventError {}
 
 impl Server {
     /// Starts an event-emitter server: register handlers with [`Builder::on`].
@@ -289,12 +347,7 @@ impl Emitter {
                         &[("event", &event)],
                     );
                     if let Some(conn) = conn {
-                        self.error(
-                            server,
-                            conn,
-                            "internal_error",
-                            &format!("the handler of \"{event}\" failed"),
-                        );
+                        self.error(server, conn, &EventError::HandlerFailed(event.into()));
                     }
                 }
             }
@@ -304,8 +357,8 @@ impl Emitter {
 
     /// Answers bad input: an `error` event to the client, a log line, a count, and the
     /// `error` listeners.
-    fn error(&self, server: &Server, conn: &Arc<Conn>, code: &'static str, message: &str) {
-        self.error_about(server, conn, code, message, None)
+    fn error(&self, server: &Server, conn: &Arc<Conn>, e: &EventError) {
+        self.error_about(server, conn, e.code(), &e.to_string(), None)
     }
 
     /// [`Emitter::error`] about a named event, which the `error` event names too.
@@ -339,7 +392,9 @@ impl Emitter {
             inc(&server.metrics().log_lines_suppressed);
             return;
         }
-        if code != "internal_error" {
+        // A failed handler is not reported to the `error` listeners: one of them
+        // could be what failed.
+        if code != INTERNAL_ERROR {
             self.emit(server, Some(conn), "error", &data);
         }
     }
@@ -391,42 +446,22 @@ impl Emitter {
     fn on_message(&self, server: &Server, conn: &Arc<Conn>, message: Message) {
         let text = match message {
             Message::Text(t) => t,
-            Message::Binary(_) => {
-                return self.error(
-                    server,
-                    conn,
-                    "binary_unsupported",
-                    "messages are JSON text frames",
-                );
-            }
+            Message::Binary(_) => return self.error(server, conn, &EventError::Binary),
         };
         let (name, data) = match parse_envelope_bounded(&text, server.config().max_json_values) {
             Ok(x) => x,
-            Err(BadInput::BadJson(why)) => return self.error(server, conn, "bad_json", &why),
+            Err(BadInput::BadJson(why)) => {
+                return self.error(server, conn, &EventError::BadJson(why))
+            }
             Err(BadInput::TooComplex { max_values }) => {
-                return self.error(
-                    server,
-                    conn,
-                    "too_complex",
-                    &format!("more than {max_values} JSON values in one message"),
-                )
+                return self.error(server, conn, &EventError::TooComplex { max_values })
             }
         };
         if BUILT_IN.contains(&name.as_str()) {
-            return self.error(
-                server,
-                conn,
-                "reserved_event",
-                &format!("\"{name}\" is sent by the server only"),
-            );
+            return self.error(server, conn, &EventError::Reserved(name));
         }
         if !self.emit(server, Some(conn), &name, &data) {
-            self.error(
-                server,
-                conn,
-                "unknown_event",
-                &format!("no handler for \"{name}\""),
-            );
+            self.error(server, conn, &EventError::Unknown(name));
         }
     }
 
