@@ -15,7 +15,7 @@
 //! | `config.rs` | [`Config`], every limit with its default |
 //! | `handler.rs` | the [`Handler`] trait and what it decides with ([`Upgrade`], [`Accept`], [`Reject`], [`Note`]) |
 //! | `accept.rs` | the accept loop, admission, each connection's thread up to its handshake |
-//! | [`conn`] | a connection and its send queue; `reader.rs` and `writer.rs` drive it |
+//! | [`conn`], `outbound.rs` | a connection, and its send queue; `reader.rs` and `writer.rs` drive them |
 //! | [`events`] | the event emitter applications program against |
 //! | [`admin`], `http.rs` | the admin listener, and plain HTTP on the WebSocket port |
 //! | [`log`], [`metrics`] | log lines within budgets, Prometheus counters |
@@ -42,6 +42,7 @@ mod handler;
 mod http;
 pub mod log;
 pub mod metrics;
+mod outbound;
 mod reader;
 mod writer;
 

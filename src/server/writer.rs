@@ -12,7 +12,8 @@
 //!
 //! Connections are spread over [`super::Config::writer_threads`] writers by id.
 
-use super::conn::{Conn, Drained};
+use super::conn::Conn;
+use super::outbound::Drained;
 use super::Shared;
 use crate::protocol::close;
 use crate::sys::{self, PollFd, POLLIN, POLLOUT};
