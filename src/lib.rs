@@ -13,7 +13,9 @@
 //! - [`hub`]: `switchboard serve`: users, sessions, notifications, private messages,
 //!   rooms and the admin module, on the event API and a store.
 //! - [`client`]: connects to a server, plain or with events and reconnection.
-//! - [`mod@bench`] and [`loadgen`]: measurements; [`time`]: timestamps.
+//! - [`mod@bench`] and [`loadgen`]: measurements; [`time`]: timestamps; [`form`] and
+//!   [`secure`]: urlencoded forms, random bytes and constant-time comparison, which
+//!   several layers use.
 //!
 //! DESIGN.md beside the repository is the map.
 
