@@ -292,3 +292,42 @@ fn a_panicking_runtime_handler_closes_its_connection_with_1011() {
     thread.join().unwrap();
     assert_eq!(server.metrics().closes_with(1011), 1);
 }
+
+#[test]
+fn a_quiet_connection_gives_back_its_read_buffer_and_still_talks() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::time::{Duration, Instant};
+    let config = switchboard::server::Config {
+        quiet_after: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let run = Running::start(echo_builder().config(config));
+    let mut c = run.client();
+    let big = "x".repeat(48 * 1024);
+    let message = json!({ "event": "echo", "data": big }).to_string();
+    // Reads that fill the stack buffer move the reader to a heap buffer, which the
+    // global count of buffered bytes includes while it is held.
+    c.send_text(&message);
+    assert_eq!(event(&mut c).1, json!(big));
+    let held = || run.server.metrics().buffered_bytes.load(SeqCst);
+    assert!(
+        held() > 0,
+        "a heap read buffer is held after a large message"
+    );
+    let start = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(5), || held() == 0),
+        "still {} bytes held after {:?}",
+        held(),
+        start.elapsed()
+    );
+    assert!(
+        start.elapsed() >= Duration::from_millis(100),
+        "given back too early"
+    );
+    // Its stack pages went too; the connection works as before.
+    c.send_text(&message);
+    assert_eq!(event(&mut c).1, json!(big));
+    c.send_text(r#"{"event":"echo","data":"small"}"#);
+    assert_eq!(event(&mut c).1, json!("small"));
+}

@@ -16,9 +16,15 @@ pub struct Config {
     pub min_read_buffer_bytes: usize,
     /// The heap buffer doubles, up to this size, while reads keep filling it. Default
     /// 64 KiB: four 16 KiB messages per system call under load. It is given back after
-    /// a run of small reads or a quiet read timeout, so an idle connection holds no
+    /// a run of small reads or [`Config::quiet_after`], so an idle connection holds no
     /// read buffer on the heap.
     pub max_read_buffer_bytes: usize,
+    /// After this long with nothing read, a connection's reader gives back what its
+    /// busier moments took: its heap read buffer, its decoder's spare buffers, and the
+    /// pages of its thread's stack below the frame it waits in. Default 2 s: a
+    /// connection that talks more often keeps them (no system call is added to a busy
+    /// one), one that went quiet costs the least it can while it waits.
+    pub quiet_after: Duration,
     /// Time a client has to send its whole opening handshake (or HTTP request). Default
     /// 10 s; slow or half-sent requests are dropped.
     pub handshake_timeout: Duration,
@@ -123,6 +129,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             max_handshakes: 1024,
             message_timeout: Duration::from_secs(30),
+            quiet_after: Duration::from_secs(2),
             max_buffered_bytes: 256 << 20,
             max_json_values: None,
             bad_input_logs_per_minute: 10,

@@ -170,10 +170,15 @@ fn read_frames(input: &mut Input<'_>, leftover: Vec<u8>) -> End {
             Err(e) => return End::Gone(Some(e)),
         };
         if timed_out {
-            heap = Vec::new();
-            input.decoder.release_spares();
-            if let Some(end) = input.account(0) {
-                return end;
+            if input.beat.settle() {
+                heap = Vec::new();
+                input.decoder.release_spares();
+                if let Some(end) = input.account(0) {
+                    return end;
+                }
+                // Best effort: a thread whose stack bounds cannot be read keeps its
+                // pages, which costs memory, not correctness.
+                let _ = crate::sys::release_unused_stack();
             }
             match input.beat.tick() {
                 Tick::Wait => {}
@@ -383,6 +388,10 @@ struct Heartbeat {
     message_timeout: Duration,
     /// When the unfinished message's first fragment came.
     message_started: Option<Instant>,
+    /// [`Config::quiet_after`].
+    quiet_after: Duration,
+    /// Whether the reader gave back its buffers since it last heard anything.
+    settled: bool,
 }
 
 impl Heartbeat {
@@ -398,6 +407,8 @@ impl Heartbeat {
             timeout: config.ping_interval,
             message_timeout: config.message_timeout,
             message_started: None,
+            quiet_after: config.quiet_after,
+            settled: false,
         };
         beat.timeout = beat.wanted(now);
         beat
@@ -407,6 +418,17 @@ impl Heartbeat {
     fn heard(&mut self) {
         self.last_heard = Instant::now();
         self.pinged = None;
+        self.settled = false;
+    }
+
+    /// The read timed out: whether it is time to give back what the last busy moment
+    /// took ([`Config::quiet_after`]), once per quiet spell.
+    fn settle(&mut self) -> bool {
+        if self.settled || self.last_heard.elapsed() < self.quiet_after {
+            return false;
+        }
+        self.settled = true;
+        true
     }
 
     /// Whether a message is open now; starts its clock when one opened. Returns
@@ -460,6 +482,11 @@ impl Heartbeat {
         }
         if let Some(at) = self.message_started {
             t = t.min(self.message_timeout.saturating_sub(now.duration_since(at)));
+        }
+        // A read timeout is a silence after the last read (SO_RCVTIMEO), so a constant
+        // here changes nothing while reads keep coming.
+        if !self.settled {
+            t = t.min(self.quiet_after);
         }
         // A zero timeout would mean "block for ever" to the socket.
         t.max(Duration::from_millis(1))
