@@ -113,9 +113,54 @@ fn read_stamp(start: Instant, p: &[u8]) -> Option<(Duration, u64)> {
     Some((Duration::from_nanos(now.saturating_sub(sent)), seq))
 }
 
-fn connect_all(url: &str, n: usize) -> Result<Vec<Client>, String> {
+/// Why a load run could not go on.
+#[derive(Debug)]
+pub enum Error {
+    /// A client of the run failed to connect, send or read; `who` says which.
+    Client {
+        /// Which client: `user 3`, `publisher`...
+        who: String,
+        /// What failed.
+        error: crate::client::Error,
+    },
+    /// The server closed a connection the run still used.
+    Closed,
+    /// The admin listener, through which the run writes its sessions, failed.
+    Admin(std::io::Error),
+    /// The admin listener answered with something other than 2xx: its status line.
+    AdminRefused(String),
+    /// A thread of the run could not start.
+    Spawn(std::io::Error),
+    /// A thread of the run panicked.
+    Panicked(&'static str),
+}
+
+impl Error {
+    /// Wraps a client's error, naming the client.
+    fn client(who: impl Into<String>) -> impl FnOnce(crate::client::Error) -> Error {
+        let who = who.into();
+        move |error| Error::Client { who, error }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Client { who, error } => write!(f, "{who}: {error}"),
+            Error::Closed => f.write_str("the server closed a connection of the run"),
+            Error::Admin(e) => write!(f, "admin listener: {e}"),
+            Error::AdminRefused(status) => write!(f, "admin listener: {status}"),
+            Error::Spawn(e) => write!(f, "cannot start a thread: {e}"),
+            Error::Panicked(what) => write!(f, "{what} panicked"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+fn connect_all(url: &str, n: usize) -> Result<Vec<Client>, Error> {
     (0..n)
-        .map(|i| Client::connect(url).map_err(|e| format!("connection {i}: {e}")))
+        .map(|i| Client::connect(url).map_err(Error::client(format!("connection {i}"))))
         .collect()
 }
 
@@ -134,7 +179,7 @@ pub fn echo(
     inflight: usize,
     size: usize,
     seconds: f64,
-) -> Result<Value, String> {
+) -> Result<Value, Error> {
     let clients = connect_all(url, conns)?;
     let start = Instant::now();
     let warmup = Duration::from_secs(1);
@@ -144,7 +189,7 @@ pub fn echo(
         .into_iter()
         .map(|mut c| {
             let barrier = barrier.clone();
-            spawn(move || -> Result<(u64, Histogram), String> {
+            spawn(move || -> Result<(u64, Histogram), Error> {
                 let sender = c.sender();
                 barrier.wait();
                 let mut hist = Histogram::default();
@@ -152,11 +197,11 @@ pub fn echo(
                 for seq in 0..inflight as u64 {
                     sender
                         .send_binary(&stamp(start, seq, size))
-                        .map_err(|e| e.to_string())?;
+                        .map_err(Error::client("a client"))?;
                 }
                 let mut seq = inflight as u64;
                 loop {
-                    match c.read().map_err(|e| e.to_string())? {
+                    match c.read().map_err(Error::client("a client"))? {
                         Event::Binary(p) => {
                             let now = start.elapsed();
                             if now >= end {
@@ -170,10 +215,10 @@ pub fn echo(
                             }
                             sender
                                 .send_binary(&stamp(start, seq, size))
-                                .map_err(|e| e.to_string())?;
+                                .map_err(Error::client("a client"))?;
                             seq += 1;
                         }
-                        Event::Close(_) => return Err("the server closed".into()),
+                        Event::Close(_) => return Err(Error::Closed),
                         _ => {}
                     }
                 }
@@ -191,8 +236,8 @@ pub fn echo(
                 messages += n;
                 hist.merge(&h);
             }
-            Ok(Err(e)) => errors.push(e),
-            Err(_) => errors.push("a connection thread panicked".into()),
+            Ok(Err(e)) => errors.push(e.to_string()),
+            Err(_) => errors.push(Error::Panicked("a connection thread").to_string()),
         }
     }
     let rate = messages as f64 / seconds;
@@ -222,11 +267,11 @@ pub fn broadcast(
     rate: f64,
     size: usize,
     drain: f64,
-) -> Result<Value, String> {
+) -> Result<Value, Error> {
     let subscribers = connect_all(url, subs)?;
     // Held, never read: their queues fill on the server.
     let stalled_conns = connect_all(url, stalled)?;
-    let publisher = Client::connect(url).map_err(|e| format!("publisher: {e}"))?;
+    let publisher = Client::connect(url).map_err(Error::client("publisher"))?;
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let first_send = Arc::new(AtomicU64::new(0));
@@ -289,7 +334,7 @@ pub fn broadcast(
         }
         sender
             .send_binary(&stamp(start, seq, size))
-            .map_err(|e| format!("publisher: {e}"))?;
+            .map_err(Error::client("publisher"))?;
     }
     let sent_at = Instant::now();
     // Subscribers that have everything end by themselves; the rest get `drain`.
@@ -304,7 +349,7 @@ pub fn broadcast(
         }
         results.push(
             h.join()
-                .map_err(|_| "a subscriber thread panicked".to_string())?,
+                .map_err(|_| Error::Panicked("a subscriber thread"))?,
         );
     }
     stop.store(true, Relaxed);
@@ -341,7 +386,7 @@ pub fn broadcast(
 
 /// Opens `conns` idle connections, holds them `seconds` (answering pings), and counts
 /// how many are still open at the end.
-pub fn hold(url: &str, conns: usize, seconds: f64) -> Result<Value, String> {
+pub fn hold(url: &str, conns: usize, seconds: f64) -> Result<Value, Error> {
     let started = Instant::now();
     let closed = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -377,7 +422,7 @@ pub fn hold(url: &str, conns: usize, seconds: f64) -> Result<Value, String> {
                         closed.fetch_add(1, Relaxed);
                     }
                 })
-                .map_err(|e| format!("thread for connection {i}: {e}"))?,
+                .map_err(Error::Spawn)?,
         );
     }
     let connect_s = started.elapsed().as_secs_f64();
@@ -402,12 +447,12 @@ pub fn hold(url: &str, conns: usize, seconds: f64) -> Result<Value, String> {
 
 /// Chat: `users` clients of the chat example join and each says something every
 /// `every` seconds for `seconds`; every `said` is heard by every user.
-pub fn chat(url: &str, users: usize, every: f64, seconds: f64) -> Result<Value, String> {
+pub fn chat(url: &str, users: usize, every: f64, seconds: f64) -> Result<Value, Error> {
     let mut clients = Vec::with_capacity(users);
     for i in 0..users {
-        let c = Client::connect(url).map_err(|e| format!("user {i}: {e}"))?;
+        let c = Client::connect(url).map_err(Error::client(format!("user {i}")))?;
         c.emit("join", &json!({ "name": format!("user{i}") }))
-            .map_err(|e| e.to_string())?;
+            .map_err(Error::client("a client"))?;
         clients.push(c);
     }
     let say =
@@ -436,7 +481,7 @@ pub fn private(
     users: usize,
     every: f64,
     seconds: f64,
-) -> Result<Value, String> {
+) -> Result<Value, Error> {
     // Sessions of this run, apart from any earlier run's on the same store.
     let since_epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -450,15 +495,15 @@ pub fn private(
             &format!("/sessions/session-store-{session}"),
             &format!("u{i}"),
         )?;
-        let mut c = Client::connect(url).map_err(|e| format!("user {i}: {e}"))?;
+        let mut c = Client::connect(url).map_err(Error::client(format!("user {i}")))?;
         c.emit("authenticate", &json!({ "sessionId": session }))
-            .map_err(|e| e.to_string())?;
+            .map_err(Error::client("a client"))?;
         let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
         loop {
             match c.read() {
                 Ok(Event::Text(t)) if t.contains("\"event\":\"authenticated\"") => break,
                 Ok(_) => continue,
-                Err(e) => return Err(format!("user {i}: not authenticated: {e}")),
+                Err(e) => return Err(Error::client(format!("user {i}, not authenticated"))(e)),
             }
         }
         clients.push(c);
@@ -482,24 +527,22 @@ pub fn private(
 }
 
 /// `PUT` on the admin listener of 127.0.0.1:`port`; fails unless it answers 2xx.
-fn admin_put(port: u16, path: &str, body: &str) -> Result<(), String> {
+fn admin_put(port: u16, path: &str, body: &str) -> Result<(), Error> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))
-        .map_err(|e| format!("admin listener: {e}"))?;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(Error::Admin)?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     write!(
         s,
         "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
-    .map_err(|e| format!("admin listener: {e}"))?;
+    .map_err(Error::Admin)?;
     let mut answer = String::new();
     let _ = s.read_to_string(&mut answer);
     match answer.split(' ').nth(1) {
         Some(code) if code.starts_with('2') => Ok(()),
-        _ => Err(format!(
-            "admin listener: {}",
-            answer.lines().next().unwrap_or("no answer")
+        _ => Err(Error::AdminRefused(
+            answer.lines().next().unwrap_or("no answer").to_owned(),
         )),
     }
 }
@@ -518,7 +561,7 @@ fn talk(
         + Copy
         + 'static,
     heard_event: &'static str,
-) -> Result<(u64, u64, Histogram), String> {
+) -> Result<(u64, u64, Histogram), Error> {
     let users = clients.len();
     let start = Instant::now();
     let end = Duration::from_secs_f64(seconds);
@@ -587,7 +630,7 @@ fn talk(
     let mut heard = 0;
     let mut hist = Histogram::default();
     for h in handles {
-        let (s, hd, hh) = h.join().map_err(|_| "a user thread panicked".to_string())?;
+        let (s, hd, hh) = h.join().map_err(|_| Error::Panicked("a user thread"))?;
         said += s;
         heard += hd;
         hist.merge(&hh);

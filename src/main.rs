@@ -571,7 +571,8 @@ fn run_bench(args: &[String]) -> Result<(), String> {
     }
     let mut take = |name: &str, default: f64| opts.remove(name).unwrap_or(default);
     let url = url.clone();
-    let run: Box<dyn FnOnce() -> Result<serde_json::Value, String>> = match scenario {
+    type Run = Box<dyn FnOnce() -> Result<serde_json::Value, switchboard::loadgen::Error>>;
+    let run: Run = match scenario {
         Some("echo") => {
             let (c, w, size, secs) = (
                 take("conns", 50.0),
@@ -649,7 +650,7 @@ fn run_bench(args: &[String]) -> Result<(), String> {
     if let Some(unused) = opts.keys().next() {
         return Err(format!("bench: --{unused} does not apply here"));
     }
-    let report = run()?;
+    let report = run().map_err(|e| format!("bench: {e}"))?;
     println!("{report}");
     Ok(())
 }
