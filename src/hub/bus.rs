@@ -45,23 +45,33 @@ impl BusMessage {
         }
     }
 
-    /// The JSON sent on the bus.
+    /// The JSON sent on the bus, `node` first: a node tells its own messages by
+    /// their first bytes ([`BusMessage::is_from`]) without parsing them.
     pub fn to_json(&self) -> String {
-        match self {
+        let rest = match self {
             BusMessage::Deliver {
-                node,
-                users,
-                event,
-                data,
-            } => json!({ "node": node, "users": users, "event": event, "data": data }),
-            BusMessage::All { node, event, data } => {
-                json!({ "node": node, "all": true, "event": event, "data": data })
+                users, event, data, ..
+            } => json!({ "users": users, "event": event, "data": data }),
+            BusMessage::All { event, data, .. } => {
+                json!({ "all": true, "event": event, "data": data })
             }
-            BusMessage::Kick { node, user, reason } => {
-                json!({ "node": node, "kick": user, "reason": reason })
-            }
+            BusMessage::Kick { user, reason, .. } => json!({ "kick": user, "reason": reason }),
         }
-        .to_string()
+        .to_string();
+        // `rest` is a non-empty object: `{"..":..}`; the node goes in front of its keys.
+        let mut out = format!("{{\"node\":{},", Value::from(self.node()));
+        out.push_str(&rest[1..]);
+        out
+    }
+
+    /// Whether `payload` was written by [`BusMessage::to_json`] on `node`, told by its
+    /// first bytes alone. A message that is not, or that another version wrote with
+    /// its keys in another order, is parsed and its `node` compared.
+    pub fn is_from(payload: &str, node: &str) -> bool {
+        payload
+            .strip_prefix("{\"node\":\"")
+            .and_then(|rest| rest.strip_prefix(node))
+            .is_some_and(|rest| rest.starts_with("\","))
     }
 
     /// Reads a message from the bus; `None` when it is none of the three forms.
@@ -184,6 +194,10 @@ impl Hub {
     /// A delivery from the bus: another node's (this node's own were delivered when
     /// they were sent).
     pub(super) fn on_bus(&self, payload: &str) {
+        // This node's own messages come back to it; they were delivered when sent.
+        if BusMessage::is_from(payload, &self.node) {
+            return;
+        }
         let Some(message) = BusMessage::parse(payload) else {
             self.count("bus_invalid");
             self.log(
@@ -287,6 +301,23 @@ mod tests {
         };
         let v: Value = serde_json::from_str(&kick.to_json()).unwrap();
         assert_eq!(v, json!({"node": "a", "kick": "u", "reason": "r"}));
+    }
+
+    #[test]
+    fn a_node_knows_its_own_messages_by_their_first_bytes() {
+        let m = BusMessage::Deliver {
+            node: "00ff".into(),
+            users: vec!["u".into()],
+            event: "e".into(),
+            data: json!({"node": "elsewhere"}),
+        };
+        let text = m.to_json();
+        assert!(text.starts_with(r#"{"node":"00ff","#), "{text}");
+        assert!(BusMessage::is_from(&text, "00ff"));
+        assert!(!BusMessage::is_from(&text, "00f"));
+        assert!(!BusMessage::is_from(&text, "00ffa"));
+        assert!(!BusMessage::is_from(r#"{"data":1,"node":"00ff"}"#, "00ff"));
+        assert_eq!(BusMessage::parse(&text), Some(m));
     }
 
     #[test]
