@@ -43,7 +43,8 @@ const F_GETFL: CInt = 3;
 const F_SETFL: CInt = 4;
 const O_NONBLOCK: CInt = 0o4000;
 const MADV_DONTNEED: CInt = 4;
-const PAGE: usize = 4096;
+/// `sysconf` name of the page size, the same on x86_64 and aarch64 Linux.
+const SC_PAGESIZE: CInt = 30;
 /// Bytes below the releasing function's frame that are kept: the frames of the calls
 /// it still makes (the `madvise` stub) live there.
 const STACK_MARGIN: usize = 512;
@@ -100,6 +101,7 @@ extern "C" {
     ) -> CInt;
     fn pthread_attr_destroy(attr: *mut PthreadAttr) -> CInt;
     fn madvise(addr: *mut u8, len: usize, advice: CInt) -> CInt;
+    fn sysconf(name: CInt) -> i64;
 }
 
 /// Writes as much of `bufs` as the socket takes now, in one system call, without
@@ -252,12 +254,19 @@ pub fn release_unused_stack() -> io::Result<usize> {
         got
     };
     let low = low as usize;
-    if got != 0 || sp <= low || sp > low + size {
+    if got != 0 || sp <= low + STACK_MARGIN || sp > low + size {
         return Err(io::Error::other("the stack's bounds are not known"));
     }
-    // From the lowest page to the last whole page below the margin.
-    let end = (sp - STACK_MARGIN) & !(PAGE - 1);
-    let start = (low + PAGE - 1) & !(PAGE - 1);
+    // The kernel's page size (4 KiB, or 16 or 64 KiB on some aarch64 kernels): madvise
+    // works on whole pages, and would round a length up into the live frames.
+    // SAFETY: sysconf only reads a value.
+    let page = match unsafe { sysconf(SC_PAGESIZE) } {
+        p if p > 0 && (p as usize).is_power_of_two() => p as usize,
+        _ => return Err(io::Error::other("the page size is not known")),
+    };
+    // From the lowest whole page to the last whole page below the margin.
+    let end = (sp - STACK_MARGIN) & !(page - 1);
+    let start = (low + page - 1) & !(page - 1);
     if end <= start {
         return Ok(0);
     }
