@@ -22,6 +22,7 @@
 #![deny(unsafe_code)]
 
 pub mod bench;
+pub mod broker;
 pub mod client;
 pub mod envelope;
 pub mod form;
