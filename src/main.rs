@@ -2,6 +2,7 @@
 
 #[macro_use]
 mod cli;
+mod broker_command;
 
 use cli::{HasServer, Opt, Parsed};
 use std::net::TcpListener;
@@ -20,6 +21,8 @@ switchboard: a WebSocket server with RFC 6455 written by hand
 usage:
   switchboard serve [options]       sessions, users, notifications, private messages and
                                     chat rooms (docs/EVENTS.md, docs/OPERATIONS.md)
+  switchboard broker --backend URL  each client event POSTed to an HTTP back end, which
+                                    answers with commands (WSBroker; docs/BROKER.md)
   switchboard echo [options]        echo every message back to its sender
   switchboard connect URL [options] send typed lines, print messages received (like wscat)
   switchboard bench SCENARIO ...    load generators and codec measurements
@@ -74,6 +77,7 @@ fn run(args: &[String]) -> Result<(), String> {
         }
         Some("echo") => run_echo(&args[1..]),
         Some("serve") => run_serve(&args[1..]),
+        Some("broker") => broker_command::run(&args[1..]),
         Some("bench") => run_bench(&args[1..]),
         Some("connect") => run_connect(&args[1..]),
         Some(other) => Err(format!("unknown command '{other}'\n\n{COMMANDS}")),

@@ -3,6 +3,442 @@
 //! `session`, `list`, `log`) run on the connections its `match` selects. Commands may
 //! also be POSTed to the WebSocket port from allowed addresses. docs/BROKER.md is the
 //! contract as built.
+//!
+//! Threads: [`Config::backend_connections`] workers, each with its own kept
+//! connection to the back end. A connection's events always go to the same worker, so
+//! they reach the back end in order, each after the answer to the one before (and
+//! the commands of that answer) has been run.
 
 pub mod backend;
 pub mod commands;
+
+use crate::server::log::{clip, Level, LogBudget};
+use crate::server::{
+    Conn, ConnId, Frame, Handler, HttpAnswer, HttpRequest, Message, Server, WeakServer,
+};
+use commands::{Command, SessionInfo, Target};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Settings of the broker. Every bound has a documented default (docs/OPERATIONS.md).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where events are POSTed.
+    pub backend: backend::Url,
+    /// Addresses that may POST commands to the WebSocket port. Default none: every
+    /// direct command is refused, as with the earlier broker.
+    pub allow: Vec<IpAddr>,
+    /// Peers whose `X-Forwarded-For` is believed for `sessionInfo.ip` (a proxy in front
+    /// of the broker). Default loopback: nginx on the same machine. From any other
+    /// peer the header is ignored and `ip` is the peer's address.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Requests to the back end at once (each a kept connection and a thread).
+    /// Default 4.
+    pub backend_connections: usize,
+    /// Time for one request, from its start to its whole answer. Default 10 s.
+    pub backend_timeout: Duration,
+    /// Events waiting for the back end, in all. Over it an event is dropped, with a log
+    /// line and a count. Default 10,000.
+    pub backend_queue: usize,
+    /// How long an event waits while the back end cannot be reached, tried again
+    /// meanwhile, before it is dropped (logged and counted). Default 10 s.
+    pub backend_wait: Duration,
+    /// Largest answer body read from the back end. Default 1 MiB.
+    pub max_answer_bytes: usize,
+}
+
+impl Config {
+    /// The defaults, for `backend`.
+    pub fn new(backend: backend::Url) -> Self {
+        Config {
+            backend,
+            allow: Vec::new(),
+            trusted_proxies: vec![
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+            ],
+            backend_connections: 4,
+            backend_timeout: Duration::from_secs(10),
+            backend_queue: 10_000,
+            backend_wait: Duration::from_secs(10),
+            max_answer_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// One event for the back end.
+struct Job {
+    conn: ConnId,
+    message: Value,
+    /// For a disconnect: the connection's last `sessionInfo`, as it is gone from the
+    /// table by the time the event is sent.
+    info: Option<SessionInfo>,
+    since: Instant,
+}
+
+/// The broker: the server's [`Handler`], and the workers that talk to the back end.
+pub struct Broker {
+    config: Config,
+    infos: Mutex<HashMap<ConnId, SessionInfo>>,
+    queues: Vec<SyncSender<Job>>,
+    receivers: Mutex<Vec<Receiver<Job>>>,
+    server: OnceLock<WeakServer>,
+    log_budget: Mutex<LogBudget>,
+}
+
+/// The handler given to the server; the broker itself stays shared with the workers.
+pub struct BrokerHandler(pub Arc<Broker>);
+
+impl Broker {
+    /// A broker; it handles nothing until [`Broker::start`] gives it its server.
+    pub fn new(config: Config) -> Arc<Broker> {
+        let workers = config.backend_connections.max(1);
+        let per_worker = (config.backend_queue / workers).max(1);
+        let (queues, receivers) = (0..workers).map(|_| sync_channel(per_worker)).unzip();
+        Arc::new(Broker {
+            config,
+            infos: Mutex::new(HashMap::new()),
+            queues,
+            receivers: Mutex::new(receivers),
+            server: OnceLock::new(),
+            log_budget: Mutex::new(LogBudget::new(60)),
+        })
+    }
+
+    /// Starts the workers on `server`. Once only.
+    pub fn start(self: &Arc<Self>, server: &Server) -> std::io::Result<()> {
+        let _ = self.server.set(server.downgrade());
+        let receivers = std::mem::take(&mut *lock(&self.receivers));
+        for (i, rx) in receivers.into_iter().enumerate() {
+            let broker = Arc::downgrade(self);
+            let mut client = backend::Client::new(
+                self.config.backend.clone(),
+                self.config.backend_timeout,
+                self.config.max_answer_bytes,
+            );
+            thread::Builder::new()
+                .name(format!("backend-{i}"))
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    for job in rx {
+                        let Some(broker) = broker.upgrade() else {
+                            return;
+                        };
+                        broker.post(&mut client, job);
+                    }
+                })?;
+        }
+        Ok(())
+    }
+
+    fn server(&self) -> Option<Server> {
+        self.server.get()?.upgrade()
+    }
+
+    fn infos(&self) -> MutexGuard<'_, HashMap<ConnId, SessionInfo>> {
+        lock(&self.infos)
+    }
+
+    fn count(&self, kind: &'static str) {
+        if let Some(s) = self.server() {
+            s.metrics().app_event(kind);
+        }
+    }
+
+    /// A warning within the broker's budget of 60 lines a minute: a back end that is
+    /// down fails every event, and the log must not grow with the event rate.
+    fn warn(
+        &self,
+        conn: Option<ConnId>,
+        msg: &str,
+        fields: &[(&'static str, &dyn std::fmt::Display)],
+    ) {
+        let Some(s) = self.server() else { return };
+        if !s
+            .logger()
+            .log_within(&self.log_budget, Level::Warn, conn, msg, fields)
+        {
+            crate::server::metrics::inc(&s.metrics().log_lines_suppressed);
+        }
+    }
+
+    /// Queues an event of `conn` for the back end, on the worker that has its others.
+    fn enqueue(&self, conn: ConnId, message: Value, info: Option<SessionInfo>) {
+        let worker = (conn.get() as usize) % self.queues.len();
+        let job = Job {
+            conn,
+            message,
+            info,
+            since: Instant::now(),
+        };
+        match self.queues[worker].try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(job)) => {
+                self.count("backend_dropped_queue_full");
+                self.warn(
+                    Some(conn),
+                    "event dropped: the back end's queue is full",
+                    &[
+                        ("type", &job.message["type"]),
+                        ("queue", &self.config.backend_queue),
+                    ],
+                );
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Sends one event and runs the answer's commands. While the back end cannot be
+    /// reached, the event is tried again (every 100 ms, then up to every second) until
+    /// it is [`Config::backend_wait`] old.
+    fn post(&self, client: &mut backend::Client, job: Job) {
+        let info = match job.info {
+            Some(info) => info,
+            None => self.infos().get(&job.conn).cloned().unwrap_or_default(),
+        };
+        let (content_type, body) = backend::multipart(&[
+            ("message", &job.message.to_string()),
+            ("connection", &Value::Object(info).to_string()),
+        ]);
+        let mut pause = Duration::from_millis(100);
+        let answer = loop {
+            match client.post(&content_type, &body) {
+                Ok(a) => break a,
+                Err(e @ backend::Error::Connect(_))
+                    if job.since.elapsed() < self.config.backend_wait =>
+                {
+                    self.count("backend_unreachable");
+                    self.warn(
+                        Some(job.conn),
+                        "back end unreachable, trying again",
+                        &[("error", &e)],
+                    );
+                    thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => {
+                    self.count("backend_dropped");
+                    self.warn(
+                        Some(job.conn),
+                        "event dropped: the back end failed",
+                        &[
+                            ("type", &job.message["type"]),
+                            ("why", &e.label()),
+                            ("error", &e),
+                        ],
+                    );
+                    return;
+                }
+            }
+        };
+        self.count("backend_events");
+        if !(200..300).contains(&answer.status) {
+            self.count("backend_status_not_2xx");
+            self.warn(
+                Some(job.conn),
+                "the back end answered with an error status",
+                &[("status", &answer.status)],
+            );
+        }
+        match commands::read_answer(&answer.body) {
+            Some(list) => {
+                self.run(&list, Some(job.conn));
+            }
+            None if !answer.body.is_empty()
+                && serde_json::from_slice::<Value>(&answer.body).is_err() =>
+            {
+                self.count("backend_answer_not_json");
+                let text = String::from_utf8_lossy(&answer.body);
+                let max = self
+                    .server()
+                    .map_or(256, |s| s.config().max_logged_input_bytes);
+                self.warn(
+                    Some(job.conn),
+                    "the back end's answer is not JSON",
+                    &[("status", &answer.status), ("body", &clip(&text, max))],
+                );
+            }
+            None => {}
+        }
+    }
+
+    /// Runs the back end's commands in order, for the event of `origin`, or (`None`)
+    /// POSTed directly. Returns one entry per command: `null`, or for `list` the
+    /// matching connections' `sessionInfo`.
+    pub fn run(&self, list: &[Value], origin: Option<ConnId>) -> Vec<Value> {
+        list.iter()
+            .map(|entry| match commands::read_command(entry) {
+                Ok(command) => self.apply(command, origin),
+                Err(why) => {
+                    self.count("backend_commands_skipped");
+                    self.warn(origin, "back-end command skipped", &[("why", &why)]);
+                    Value::Null
+                }
+            })
+            .collect()
+    }
+
+    /// The connections `target` selects, in id order.
+    fn select(&self, target: &Target, origin: Option<ConnId>) -> Vec<ConnId> {
+        let direct = origin.is_none();
+        let mut ids: Vec<ConnId> = self
+            .infos()
+            .iter()
+            .filter(|(id, info)| target.selects(info, Some(**id) == origin, direct))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn apply(&self, command: Command, origin: Option<ConnId>) -> Value {
+        let Some(server) = self.server() else {
+            return Value::Null;
+        };
+        match command {
+            Command::Close(target) => {
+                for id in self.select(&target, origin) {
+                    if let Some(c) = server.connection(id) {
+                        c.close(1000, "");
+                    }
+                }
+            }
+            Command::List(criteria) => {
+                let infos = self.infos();
+                let mut ids: Vec<&ConnId> = infos
+                    .iter()
+                    .filter(|(_, i)| criteria.as_ref().is_none_or(|c| c.matches(i)))
+                    .map(|(id, _)| id)
+                    .collect();
+                ids.sort();
+                return Value::Array(
+                    ids.into_iter()
+                        .map(|id| Value::Object(infos[id].clone()))
+                        .collect(),
+                );
+            }
+            Command::Log(text) => {
+                let max = server.config().max_logged_input_bytes;
+                server.logger().log(
+                    Level::Info,
+                    origin,
+                    "back end",
+                    &[("text", &clip(&text, max))],
+                );
+            }
+            Command::Send { text, target } => {
+                let ids = self.select(&target, origin);
+                let sent = server.send_many(&ids, &Frame::text(&text));
+                if sent < ids.len() {
+                    self.count("backend_send_not_taken");
+                }
+            }
+            Command::Session { data, target } => {
+                let ids = self.select(&target, origin);
+                let mut infos = self.infos();
+                for id in ids {
+                    if let Some(info) = infos.get_mut(&id) {
+                        commands::merge(info, &data);
+                    }
+                }
+            }
+        }
+        Value::Null
+    }
+
+    /// `sessionInfo.ip`: the peer's address, or, from a trusted proxy, the last address
+    /// of its `X-Forwarded-For` (the one that proxy saw; those before it are the
+    /// client's word).
+    fn client_ip(&self, conn: &Conn) -> String {
+        let peer = conn.peer().ip().to_canonical();
+        if self.config.trusted_proxies.contains(&peer) {
+            let forwarded = conn
+                .handshake()
+                .request
+                .headers
+                .all("x-forwarded-for")
+                .last();
+            if let Some(last) = forwarded.and_then(|v| v.rsplit(',').next()).map(str::trim) {
+                if !last.is_empty() {
+                    return last.to_owned();
+                }
+            }
+        }
+        peer.to_string()
+    }
+
+    /// A direct command POST: `data`, a JSON list of commands, urlencoded; from an
+    /// allowed address only.
+    fn direct(&self, request: &HttpRequest) -> HttpAnswer {
+        let html = |body: Vec<u8>| HttpAnswer {
+            status: 200,
+            content_type: "text/html",
+            body,
+        };
+        if !self
+            .config
+            .allow
+            .contains(&request.peer.ip().to_canonical())
+        {
+            self.count("direct_refused");
+            self.warn(None, "direct command refused", &[("peer", &request.peer)]);
+            return html(b"access denied".to_vec());
+        }
+        self.count("direct_commands");
+        let body = String::from_utf8_lossy(request.body);
+        let data = crate::form::parse_query(&body)
+            .into_iter()
+            .find(|(k, _)| k == "data")
+            .map(|(_, v)| v);
+        match data
+            .as_deref()
+            .and_then(|d| commands::read_answer(d.as_bytes()))
+        {
+            Some(list) => html(Value::Array(self.run(&list, None)).to_string().into_bytes()),
+            None => html(Vec::new()),
+        }
+    }
+}
+
+impl Handler for BrokerHandler {
+    fn on_open(&self, _server: &Server, conn: &Arc<Conn>) {
+        let broker = &self.0;
+        let request = &conn.handshake().request;
+        let cookies: Vec<&str> = request.headers.all("cookie").collect();
+        let wskey = request.headers.one("sec-websocket-key").unwrap_or("");
+        let info = commands::session_info(&cookies, &broker.client_ip(conn), wskey);
+        broker.infos().insert(conn.id(), info);
+        broker.enqueue(conn.id(), json!({ "type": "session-connect" }), None);
+    }
+
+    fn on_message(&self, _server: &Server, conn: &Arc<Conn>, message: Message) {
+        let text = match &message {
+            Message::Text(t) => t.as_str(),
+            Message::Binary(b) => std::str::from_utf8(b).unwrap_or("\u{fffd}"),
+        };
+        self.0
+            .enqueue(conn.id(), commands::client_event(text), None);
+    }
+
+    fn on_close(&self, _server: &Server, conn: &Arc<Conn>, _code: u16) {
+        let info = self.0.infos().remove(&conn.id());
+        self.0.enqueue(
+            conn.id(),
+            json!({ "type": "session-disconnect" }),
+            Some(info.unwrap_or_default()),
+        );
+    }
+
+    fn on_http(&self, _server: &Server, request: &HttpRequest) -> Option<HttpAnswer> {
+        (request.head.method == "POST").then(|| self.0.direct(request))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -360,7 +360,7 @@ fn serve_connection(
     if !request.headers.has_token("connection", "upgrade")
         && request.headers.one("upgrade").is_none()
     {
-        http::serve(server, &stream, &request);
+        http::serve(server, &stream, &request, leftover, peer);
         socket::linger_close(&stream, config.ws.close_timeout);
         return;
     }

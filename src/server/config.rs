@@ -25,6 +25,9 @@ pub struct Config {
     /// connection that talks more often keeps them (no system call is added to a busy
     /// one), one that went quiet costs the least it can while it waits.
     pub quiet_after: Duration,
+    /// Largest body of a plain HTTP `POST` on the WebSocket port that is read for the
+    /// handler ([`Handler::on_http`]); a larger one gets 413. Default 64 KiB.
+    pub max_http_body_bytes: usize,
     /// Time a client has to send its whole opening handshake (or HTTP request). Default
     /// 10 s; slow or half-sent requests are dropped.
     pub handshake_timeout: Duration,
@@ -130,6 +133,7 @@ impl Default for Config {
             max_handshakes: 1024,
             message_timeout: Duration::from_secs(30),
             quiet_after: Duration::from_secs(2),
+            max_http_body_bytes: 64 * 1024,
             max_buffered_bytes: 256 << 20,
             max_json_values: None,
             bad_input_logs_per_minute: 10,

@@ -96,6 +96,28 @@ impl<'a> Upgrade<'a> {
     }
 }
 
+/// A plain HTTP request on the WebSocket port ([`Handler::on_http`]).
+#[derive(Debug)]
+pub struct HttpRequest<'a> {
+    /// The request head.
+    pub head: &'a Request,
+    /// The body (empty unless `Content-Length` said otherwise).
+    pub body: &'a [u8],
+    /// The address it came from.
+    pub peer: SocketAddr,
+}
+
+/// An answer to a plain HTTP request; sent with `Connection: close`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpAnswer {
+    /// The status.
+    pub status: u16,
+    /// Its `Content-Type`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
 /// What a handler noted on accepting an upgrade, of any type: the hub keeps who the
 /// peer claimed to be. Read back with [`Note::get`] from [`super::Handshake::note`].
 #[derive(Clone)]
@@ -171,6 +193,14 @@ pub trait Handler: Send + Sync + 'static {
     /// subprotocol among those offered (or none), or refuse it with an HTTP status.
     fn on_upgrade(&self, _upgrade: &Upgrade) -> Result<Accept, Reject> {
         Ok(Accept::default())
+    }
+
+    /// Answers a plain HTTP request on the WebSocket port (not an upgrade), before the
+    /// built-in routes: a `POST` comes with its body, read up to
+    /// [`super::Config::max_http_body_bytes`]. `None` leaves it to them (`/health`,
+    /// `/metrics`... and 405 for other methods).
+    fn on_http(&self, _server: &Server, _request: &HttpRequest) -> Option<HttpAnswer> {
+        None
     }
 
     /// Answers a request to the admin listener (`Config::admin_listen`) before its

@@ -13,7 +13,7 @@
 use super::Server;
 use crate::protocol::handshake::{reason_phrase, Request};
 use std::io::Write;
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 
 /// The browser client, plain JavaScript with no build step.
 pub const CLIENT_JS: &str = include_str!("../../web/client.js");
@@ -44,14 +44,77 @@ pub(super) fn response(
     out
 }
 
-/// Answers one request that is not an upgrade.
-pub(super) fn serve(server: &Server, stream: &TcpStream, request: &Request) {
+/// Answers one request that is not an upgrade: the handler's answer if it has one
+/// ([`super::Handler::on_http`]), else the built-in routes'. `leftover` is what was
+/// read past the head.
+pub(super) fn serve(
+    server: &Server,
+    stream: &TcpStream,
+    request: &Request,
+    leftover: Vec<u8>,
+    peer: SocketAddr,
+) {
     let path = request.target.split(['?', '#']).next().unwrap_or_default();
-    let (route, status, bytes) = route(server, &request.method, path);
+    let (route, status, bytes) = match handler_answer(server, stream, request, leftover, peer) {
+        Some(Ok(answer)) => {
+            let bytes = response(answer.status, answer.content_type, &[], &answer.body);
+            ("handler", answer.status, bytes)
+        }
+        Some(Err(status)) => {
+            let body = format!("{}\n", reason_phrase(status));
+            let bytes = response(status, "text/plain; charset=utf-8", &[], body.as_bytes());
+            ("handler", status, bytes)
+        }
+        None => route(server, &request.method, path),
+    };
     server.metrics().http_request(route, status);
     let mut stream = stream;
     let _ = stream.set_write_timeout(Some(server.config().write_timeout));
     let _ = stream.write_all(&bytes);
+}
+
+/// Reads a request's body (by `Content-Length`, within
+/// [`super::Config::max_http_body_bytes`] and the handshake's deadline) and asks the
+/// handler. `Err` is a status to answer with: 411 for a body without a length (chunked
+/// bodies are not read here), 413 for one too large, 400 for one cut short.
+fn handler_answer(
+    server: &Server,
+    stream: &TcpStream,
+    request: &Request,
+    mut body: Vec<u8>,
+    peer: SocketAddr,
+) -> Option<Result<super::HttpAnswer, u16>> {
+    let config = server.config();
+    if request.method != "GET" && request.method != "HEAD" {
+        if request.headers.one("transfer-encoding").is_some() {
+            return Some(Err(411));
+        }
+        let len = match request.headers.one("content-length").map(str::trim) {
+            None => 0,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if n <= config.max_http_body_bytes => n,
+                Ok(_) => return Some(Err(413)),
+                Err(_) => return Some(Err(400)),
+            },
+        };
+        let mut s = crate::socket::DeadlineStream::new(stream, config.handshake_timeout);
+        while body.len() < len {
+            let mut chunk = [0u8; 4096];
+            match std::io::Read::read(&mut s, &mut chunk) {
+                Ok(0) | Err(_) => return Some(Err(400)),
+                Ok(n) => body.extend_from_slice(&chunk[..n]),
+            }
+        }
+        body.truncate(len);
+    } else {
+        body.clear();
+    }
+    let ask = super::HttpRequest {
+        head: request,
+        body: &body,
+        peer,
+    };
+    server.shared.handler.on_http(server, &ask).map(Ok)
 }
 
 fn route(server: &Server, method: &str, path: &str) -> (&'static str, u16, Vec<u8>) {

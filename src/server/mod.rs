@@ -50,7 +50,7 @@ pub use admin::{AdminRequest, AdminResponse};
 pub use config::Config;
 pub use conn::{Conn, ConnId, Frame, Handshake, Message};
 pub use events::Builder;
-pub use handler::{Accept, Handler, Note, Reject, Unhealthy, Upgrade};
+pub use handler::{Accept, Handler, HttpAnswer, HttpRequest, Note, Reject, Unhealthy, Upgrade};
 
 use crate::protocol;
 use crate::protocol::close;
