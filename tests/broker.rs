@@ -363,3 +363,43 @@ fn clients_stay_while_the_back_end_is_down_and_events_flow_when_it_is_back() {
     send(&mut a, json!({ "type": "say", "text": "again" }));
     assert_eq!(next(&mut a)["type"], "said");
 }
+
+#[test]
+fn a_slow_back_end_costs_events_not_connections() {
+    let php = Php::start();
+    let server = broker(
+        &php,
+        &[
+            "--backend-connections",
+            "1",
+            "--backend-queue",
+            "2",
+            "--backend-timeout",
+            "1",
+        ],
+    );
+    let mut a = connect(&server, &[]);
+    // The first waits on the back end (3 s, over the 1 s timeout: dropped); two more
+    // wait in the queue; the rest find it full.
+    for _ in 0..6 {
+        send(&mut a, json!({ "type": "slow" }));
+    }
+    assert!(server
+        .stderr
+        .wait_for(TIMEOUT, |l| l.contains("queue is full")));
+    assert!(server
+        .stderr
+        .wait_for(TIMEOUT, |l| l.contains("why=timeout")));
+    assert!(
+        wait_until(TIMEOUT, || server.metric(
+            "switchboard_app_events_total{kind=\"backend_dropped_queue_full\"}"
+        ) >= 3),
+        "dropped when full"
+    );
+    // The connection stays, and once the queue drains, events flow again.
+    assert!(wait_until(Duration::from_secs(15), || server.metric(
+        "switchboard_app_events_total{kind=\"backend_dropped\"}"
+    ) >= 3));
+    send(&mut a, json!({ "type": "whoami" }));
+    assert_eq!(next(&mut a)["type"], "you");
+}
