@@ -124,6 +124,22 @@ fn free_port() -> u16 {
 
 fn broker(php: &Php, extra: &[&str]) -> Server {
     let url = php.url();
+    // BROKER_ORIGINAL=path/to/run.js runs the same checks against the earlier broker
+    // (docs/BROKER.md, "Against the original"); its allow list needs the IPv6-mapped
+    // form of an address, since it listens on an IPv6 socket.
+    if let Ok(script) = std::env::var("BROKER_ORIGINAL") {
+        let mut args = vec![script, url.clone()];
+        let mut it = extra.iter();
+        while let Some(a) = it.next() {
+            if *a == "--allow" {
+                let ip = it.next().expect("an address");
+                args.push(ip.to_string());
+                args.push(format!("::ffff:{ip}"));
+            }
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        return Server::start_program("node", &args);
+    }
     let mut args = vec![
         "broker",
         "--listen",
@@ -165,10 +181,25 @@ fn post(addr: SocketAddr, body: &str) -> (String, String) {
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
     let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    (
-        head.lines().next().unwrap_or("").to_owned(),
-        body.to_owned(),
-    )
+    let mut body = body.to_owned();
+    // The earlier broker (Node) answers chunked; this one with a length.
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut rest = body.as_str();
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).expect("a chunk size");
+            if n == 0 {
+                break;
+            }
+            out.push_str(&after[..n]);
+            rest = &after[n + 2..];
+        }
+        body = out;
+    }
+    (head.lines().next().unwrap_or("").to_owned(), body)
 }
 
 fn form(value: &str) -> String {
