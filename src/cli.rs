@@ -307,6 +307,12 @@ pub fn server_options<S: HasServer>() -> Vec<Opt<S>> {
             |s, v| s.server().bad_input_logs_per_minute = number(v)?
         ),
         opt!(
+            "--max-http-body-bytes",
+            "N",
+            "largest POST body on the WebSocket port read for the handler, 413 over it (default 65536)",
+            |s, v| s.server().max_http_body_bytes = number(v)?
+        ),
+        opt!(
             "--max-logged-input-bytes",
             "N",
             "client text copied into logs and errors (default 256)",

@@ -12,6 +12,8 @@
 //! - [`store`]: sessions, history and the bus between nodes, in memory or on Redis.
 //! - [`hub`]: `switchboard serve`: users, sessions, notifications, private messages,
 //!   rooms and the admin module, on the event API and a store.
+//! - [`broker`]: `switchboard broker`: client events to an HTTP back end, its commands
+//!   back (the WSBroker contract).
 //! - [`client`]: connects to a server, plain or with events and reconnection.
 //! - [`mod@bench`] and [`loadgen`]: measurements; [`time`]: timestamps; [`form`] and
 //!   [`secure`]: urlencoded forms, random bytes and constant-time comparison, which
