@@ -42,6 +42,8 @@ usage:
   switchboard bench hold URL [--conns 1000] [--seconds 10]
   switchboard bench chat URL        (against examples/chat.rs)
       [--users 50] [--every 1] [--seconds 10]
+  switchboard bench broker URL      clients in one room, each message through the back end
+      [--clients 200] [--messages 10] [--drain 30]   (bench/broker/)
   switchboard bench private URL --admin-port P   (against switchboard serve)
       [--users 50] [--every 1] [--seconds 10]
 ";
@@ -629,6 +631,16 @@ fn run_bench(args: &[String]) -> Result<(), String> {
                 switchboard::loadgen::chat(&url, users as usize, every.max(0.001), secs)
             })
         }
+        Some("broker") => {
+            let (clients, messages, drain) = (
+                take("clients", 200.0),
+                take("messages", 10.0),
+                take("drain", 30.0),
+            );
+            Box::new(move || {
+                switchboard::loadgen::broker(&url, clients.max(1.0) as usize, messages as u64, drain)
+            })
+        }
         Some("private") => {
             let (admin, users, every, secs) = (
                 take("admin-port", 0.0),
@@ -649,7 +661,7 @@ fn run_bench(args: &[String]) -> Result<(), String> {
                 )
             })
         }
-        _ => return Err("bench: echo, broadcast, hold, chat, private or codec".into()),
+        _ => return Err("bench: echo, broadcast, hold, chat, private, broker or codec".into()),
     };
     if let Some(unused) = opts.keys().next() {
         return Err(format!("bench: --{unused} does not apply here"));

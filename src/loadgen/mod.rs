@@ -17,6 +17,9 @@
 //! Payloads carry their send time (nanoseconds since the run started) and a sequence
 //! number in their first 16 bytes, so latency is measured on every message.
 
+mod broker;
+pub use broker::broker;
+
 use crate::client::{Client, Sender};
 use crate::protocol::message::Event;
 use serde_json::{json, Value};
@@ -158,13 +161,13 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-fn connect_all(url: &str, n: usize) -> Result<Vec<Client>, Error> {
+pub(crate) fn connect_all(url: &str, n: usize) -> Result<Vec<Client>, Error> {
     (0..n)
         .map(|i| Client::connect(url).map_err(Error::client(format!("connection {i}"))))
         .collect()
 }
 
-fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> thread::JoinHandle<T> {
+pub(crate) fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> thread::JoinHandle<T> {
     thread::Builder::new()
         .stack_size(256 * 1024)
         .spawn(f)
