@@ -200,6 +200,13 @@ struct ServeSettings {
     history: usize,
     history_ttl: Option<Duration>,
     store_timeout: Duration,
+    bridge: broker_command::Bridge,
+}
+
+impl broker_command::HasBridge for ServeSettings {
+    fn bridge(&mut self) -> &mut broker_command::Bridge {
+        &mut self.bridge
+    }
 }
 
 impl HasServer for ServeSettings {
@@ -343,6 +350,10 @@ fn serve_options() -> Vec<Opt<ServeSettings>> {
 /// The help of `serve`, with the server defaults it changes.
 fn serve_help() -> String {
     let mut out = server_command_help("switchboard serve [options]", &serve_options());
+    out.push_str("\nback-end bridge options (docs/BROKER.md):\n");
+    out.push_str(&cli::help(
+        &broker_command::bridge_options::<ServeSettings>(),
+    ));
     out.push_str(
         "\nserve's own defaults for server options: --max-message-bytes and\n\
          --max-frame-bytes 65536, --max-json-values 4096\n",
@@ -359,8 +370,10 @@ fn run_serve(args: &[String]) -> Result<(), String> {
         history: 1000,
         history_ttl: Some(Duration::from_secs(30 * 24 * 3600)),
         store_timeout: Duration::from_secs(2),
+        bridge: broker_command::Bridge::default(),
     };
     let mut opts = serve_options();
+    opts.extend(broker_command::bridge_options());
     opts.extend(cli::server_options());
     let parsed = cli::parse("serve", args, &opts, &mut settings, |_, arg| {
         Err(format!("serve: unexpected '{arg}'"))
@@ -377,6 +390,7 @@ fn run_serve(args: &[String]) -> Result<(), String> {
         history,
         history_ttl,
         store_timeout,
+        bridge,
     } = settings;
     let stores = match &redis_url {
         None => Stores::memory(history),
@@ -391,12 +405,23 @@ fn run_serve(args: &[String]) -> Result<(), String> {
     let hub_config_origins_empty = hub_config.origins.is_empty();
     let no_admin_listener = config.admin_listen.is_none();
     let hub = Hub::new(hub_config, stores);
-    let server = hub
-        .install(Server::builder().config(config))
-        .build()
-        .map_err(|e| e.to_string())?;
+    let broker = bridge.config()?.map(switchboard::broker::Broker::new);
+    let mut builder = Server::builder().config(config);
+    if let Some(broker) = &broker {
+        builder = broker_command::bridge_serve_first(builder, broker);
+    }
+    builder = hub.install(builder);
+    if let Some(broker) = &broker {
+        builder = broker_command::bridge_serve(builder, &hub, broker);
+    }
+    let server = builder.build().map_err(|e| e.to_string())?;
     hub.start(&server)
         .map_err(|e| format!("cannot start: {e}"))?;
+    if let Some(broker) = &broker {
+        broker
+            .start(&server)
+            .map_err(|e| format!("cannot start the back-end bridge: {e}"))?;
+    }
     server.logger().log(
         log::Level::Info,
         None,
@@ -638,7 +663,12 @@ fn run_bench(args: &[String]) -> Result<(), String> {
                 take("drain", 30.0),
             );
             Box::new(move || {
-                switchboard::loadgen::broker(&url, clients.max(1.0) as usize, messages as u64, drain)
+                switchboard::loadgen::broker(
+                    &url,
+                    clients.max(1.0) as usize,
+                    messages as u64,
+                    drain,
+                )
             })
         }
         Some("private") => {
@@ -691,97 +721,5 @@ fn run_bench_codec(args: &[String]) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A value each placeholder accepts.
-    fn sample(placeholder: &str) -> Option<&'static str> {
-        match placeholder {
-            "" => None,
-            "ADDR" => Some("127.0.0.1:0"),
-            "URL" => Some("redis://127.0.0.1:1/0"),
-            "T|off" => Some("key-{x}"),
-            "echo|broadcast" => Some("broadcast"),
-            "SECONDS" => Some("7"),
-            "N" => Some("3"),
-            _ => Some("value"),
-        }
-    }
-
-    fn check_table<S>(command: &str, opts: &[Opt<S>], text: &str, mut fresh: impl FnMut() -> S) {
-        for o in opts {
-            assert!(
-                text.contains(o.name),
-                "{command}: {} not in the help",
-                o.name
-            );
-            let mut args = vec![o.name.to_owned()];
-            args.extend(sample(o.value).map(str::to_owned));
-            let mut settings = fresh();
-            assert_eq!(
-                cli::parse(command, &args, opts, &mut settings, |_, _| Ok(())),
-                Ok(Parsed::Run),
-                "{command} {args:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn every_command_option_parses_and_is_in_its_help() {
-        check_table("serve", &serve_options(), &serve_help(), || ServeSettings {
-            server: serve_defaults(),
-            hub: hub::Config::default(),
-            listen: String::new(),
-            redis_url: None,
-            history: 1,
-            history_ttl: None,
-            store_timeout: Duration::from_secs(1),
-        });
-        let echo_help = server_command_help("switchboard echo", &echo_options());
-        check_table("echo", &echo_options(), &echo_help, || EchoSettings {
-            server: server::Config::default(),
-            listen: String::new(),
-            broadcast: false,
-            protocols: Vec::new(),
-        });
-        check_table(
-            "connect",
-            &connect_options(),
-            &cli::help(&connect_options()),
-            ConnectSettings::default,
-        );
-        assert!(serve_help().contains("--max-buffered-bytes"));
-    }
-
-    #[test]
-    fn history_ttl_takes_what_its_help_promises() {
-        let mut s = ServeSettings {
-            server: serve_defaults(),
-            hub: hub::Config::default(),
-            listen: String::new(),
-            redis_url: None,
-            history: 1,
-            history_ttl: None,
-            store_timeout: Duration::from_secs(1),
-        };
-        for (given, kept) in [("0", None), ("2592000", Some(2_592_000))] {
-            let args = vec!["--history-ttl".to_owned(), given.to_owned()];
-            cli::parse("serve", &args, &serve_options(), &mut s, |_, _| Ok(())).unwrap();
-            assert_eq!(s.history_ttl, kept.map(Duration::from_secs));
-        }
-    }
-
-    #[test]
-    fn passwords_stay_out_of_the_log() {
-        assert_eq!(
-            redact_url("redis://:secret@10.0.0.5:6379/0"),
-            "redis://***@10.0.0.5:6379/0"
-        );
-        assert_eq!(redact_url("redis://user:p@ss@host/1"), "redis://***@host/1");
-        assert_eq!(
-            redact_url("redis://127.0.0.1:6379/0"),
-            "redis://127.0.0.1:6379/0"
-        );
-        assert_eq!(redact_url("not a url"), "not a url");
-    }
-}
+#[path = "main_tests.rs"]
+mod tests;

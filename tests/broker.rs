@@ -439,3 +439,89 @@ fn a_slow_back_end_costs_events_not_connections() {
     send(&mut a, json!({ "type": "whoami" }));
     assert_eq!(next(&mut a)["type"], "you");
 }
+
+/// Reads messages until one whose `type` (the back end's) or `event` (the hub's) is
+/// `name`; returns it.
+fn wait_for(c: &mut Client, name: &str) -> Value {
+    for _ in 0..20 {
+        let v = next(c);
+        if v["type"] == name || v["event"] == name {
+            return v;
+        }
+    }
+    panic!("no {name}");
+}
+
+#[test]
+fn under_serve_the_events_the_hub_does_not_handle_go_to_the_back_end_with_the_user() {
+    let php = Php::start();
+    let url = php.url();
+    let (server, admin) = serve_on_memory(&["--backend", &url, "--allow", "127.0.0.1"]);
+    let (status, _) = admin_request(admin, "PUT", "/sessions/session-store-s1", "23", None);
+    assert_eq!(status, 200);
+    let mut tabs: Vec<Client> = (0..2)
+        .map(|_| {
+            let mut c = Client::raw(server.addr);
+            assert!(c.upgrade("/", &[]).starts_with("HTTP/1.1 101"));
+            send(
+                &mut c,
+                json!({ "event": "authenticate", "data": { "sessionId": "s1" } }),
+            );
+            wait_for(&mut c, "authenticated");
+            c
+        })
+        .collect();
+    let mut anonymous = Client::raw(server.addr);
+    assert!(anonymous.upgrade("/", &[]).starts_with("HTTP/1.1 101"));
+
+    // The earlier broker's form, and the envelope, both reach the back end.
+    send(&mut tabs[0], json!({ "type": "me", "x": 1 }));
+    let you = wait_for(&mut tabs[0], "you");
+    assert_eq!(you["message"], json!({ "type": "client-me", "x": 1 }));
+    let conn = &you["connection"];
+    assert_eq!(
+        (&conn["userId"], &conn["sessionId"]),
+        (&json!("23"), &json!("s1"))
+    );
+    assert_eq!(conn["room"], "lobby");
+    send(&mut tabs[1], json!({ "event": "me", "data": [1] }));
+    assert_eq!(
+        wait_for(&mut tabs[1], "you")["message"],
+        json!({ "type": "client-me", "data": [1] })
+    );
+    // The hub's own events stay the hub's.
+    send(&mut tabs[0], json!({ "event": "whoami" }));
+    assert_eq!(wait_for(&mut tabs[0], "whoami")["data"]["userId"], "23");
+
+    // The admin listener takes commands: to every connection of user 23.
+    let (status, body) = admin_request(
+        admin,
+        "POST",
+        "/broker",
+        r#"[{"type":"send","message":{"type":"to-23"},"match":{"userId":"23"}}]"#,
+        None,
+    );
+    assert_eq!((status, body.as_str()), (200, "[null]"));
+    for tab in &mut tabs {
+        wait_for(tab, "to-23");
+    }
+    // So does the WebSocket port, from an allowed address.
+    let commands = r#"[{"type":"send","message":{"type":"direct-23"},"match":{"userId":"23"}}]"#;
+    let (_, body) = post(server.addr, &format!("data={}", form(commands)));
+    assert_eq!(body, "[null]");
+    for tab in &mut tabs {
+        wait_for(tab, "direct-23");
+    }
+    // The anonymous connection got its welcome, and nothing for user 23.
+    assert_eq!(wait_for(&mut anonymous, "welcome")["type"], "welcome");
+    send(&mut anonymous, json!({ "type": "me" }));
+    let you = wait_for(&mut anonymous, "you");
+    assert!(you["connection"].get("userId").is_none());
+
+    // A closed connection's disconnect still carries its user.
+    tabs.pop()
+        .unwrap()
+        .send_frame(true, 0, CLOSE, &close_payload(1000, b""), Whole);
+    let gone = php.wait_event(|e| e["message"]["type"] == "session-disconnect");
+    assert_eq!(gone["connection"]["userId"], "23");
+}

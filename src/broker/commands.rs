@@ -255,6 +255,29 @@ pub fn client_event(text: &str) -> Value {
     Value::Object(message)
 }
 
+/// The message the back end is told of for an event `name` of `switchboard serve`'s
+/// envelope (`{"event": name, "data": data}`): `{"type": "client-<name>"}` with the
+/// fields of `data` when it is an object (so a page that sends the earlier broker's
+/// `{"type": "hello", "content": ..}` gives what it gave there), else with `"data"`.
+pub fn serve_event(name: &str, data: &Value) -> Value {
+    let mut message = match data {
+        Value::Object(m) => m.clone(),
+        Value::Null => Map::new(),
+        other => {
+            let mut m = Map::new();
+            m.insert("data".into(), other.clone());
+            m
+        }
+    };
+    let kind = if name.starts_with("client-") {
+        name.to_owned()
+    } else {
+        format!("client-{name}")
+    };
+    message.insert("type".into(), Value::String(kind));
+    Value::Object(message)
+}
+
 /// A connection's first `sessionInfo`: its cookies (names lowercased, values as sent),
 /// then `ip` and `wskey`, which no cookie can set.
 pub fn session_info(cookie_headers: &[&str], ip: &str, wskey: &str) -> SessionInfo {

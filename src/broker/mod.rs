@@ -14,10 +14,12 @@ pub mod commands;
 
 use crate::server::log::{clip, Level, LogBudget};
 use crate::server::{
-    Conn, ConnId, Frame, Handler, HttpAnswer, HttpRequest, Message, Server, WeakServer,
+    AdminRequest, AdminResponse, Conn, ConnId, Frame, Handler, HttpAnswer, HttpRequest, Message,
+    Server, WeakServer,
 };
 use commands::{Command, SessionInfo, Target};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -89,7 +91,13 @@ pub struct Broker {
     receivers: Mutex<Vec<Receiver<Job>>>,
     server: OnceLock<WeakServer>,
     log_budget: Mutex<LogBudget>,
+    identity: OnceLock<Identity>,
 }
+
+/// What another part of the program knows of a connection, added to its
+/// `sessionInfo` whenever that is read: under `serve`, its `userId`, `sessionId` and
+/// `softId` once known ([`Broker::set_identity`]).
+pub type Identity = Box<dyn Fn(ConnId) -> Map<String, Value> + Send + Sync>;
 
 /// The handler given to the server; the broker itself stays shared with the workers.
 pub struct BrokerHandler(pub Arc<Broker>);
@@ -107,6 +115,80 @@ impl Broker {
             receivers: Mutex::new(receivers),
             server: OnceLock::new(),
             log_budget: Mutex::new(LogBudget::new(60)),
+            identity: OnceLock::new(),
+        })
+    }
+
+    /// Adds what `identity` knows of a connection to its `sessionInfo` wherever that is
+    /// read (events, `match`, `list`). Once only.
+    pub fn set_identity(&self, identity: Identity) {
+        let _ = self.identity.set(identity);
+    }
+
+    /// A connection's `sessionInfo` with what [`Broker::set_identity`] adds; the
+    /// identity's fields win over fields of the same name.
+    fn view<'a>(&self, id: ConnId, info: &'a SessionInfo) -> Cow<'a, SessionInfo> {
+        match self.identity.get() {
+            None => Cow::Borrowed(info),
+            Some(identity) => {
+                let extra = identity(id);
+                if extra.is_empty() {
+                    return Cow::Borrowed(info);
+                }
+                let mut all = info.clone();
+                all.extend(extra);
+                Cow::Owned(all)
+            }
+        }
+    }
+
+    /// A connection opened: its `sessionInfo` from its upgrade request, and
+    /// `session-connect` for the back end.
+    pub fn opened(&self, conn: &Conn) {
+        let request = &conn.handshake().request;
+        let cookies: Vec<&str> = request.headers.all("cookie").collect();
+        let wskey = request.headers.one("sec-websocket-key").unwrap_or("");
+        let info = commands::session_info(&cookies, &self.client_ip(conn), wskey);
+        self.infos().insert(conn.id(), info);
+        self.enqueue(conn.id(), json!({ "type": "session-connect" }), None);
+    }
+
+    /// A client's message for the back end (see [`commands::client_event`]).
+    pub fn message(&self, conn: ConnId, message: Value) {
+        self.enqueue(conn, message, None);
+    }
+
+    /// A connection closed: `session-disconnect` with its last `sessionInfo`.
+    pub fn closed(&self, conn: ConnId) {
+        let info = self.infos().remove(&conn).unwrap_or_default();
+        let info = self.view(conn, &info).into_owned();
+        self.enqueue(conn, json!({ "type": "session-disconnect" }), Some(info));
+    }
+
+    /// `POST /broker` on the admin listener (its token checked already): the back
+    /// end's commands, as a JSON list in the body or urlencoded in `data`, answered
+    /// with one entry per command as a direct POST is.
+    pub fn admin_route(&self, request: &AdminRequest) -> Option<AdminResponse> {
+        if request.path != "/broker" {
+            return None;
+        }
+        if request.method != "POST" {
+            return Some(AdminResponse::error(405, "POST a list of commands"));
+        }
+        let list = commands::read_answer(request.body).or_else(|| {
+            let body = String::from_utf8_lossy(request.body);
+            let data = crate::form::parse_query(&body)
+                .into_iter()
+                .find(|(k, _)| k == "data")?
+                .1;
+            commands::read_answer(data.as_bytes())
+        });
+        Some(match list {
+            Some(list) => {
+                self.count("direct_commands");
+                AdminResponse::new(200, Value::Array(self.run(&list, None)))
+            }
+            None => AdminResponse::error(400, "expected a non-empty JSON list of commands"),
         })
     }
 
@@ -199,7 +281,13 @@ impl Broker {
     fn post(&self, client: &mut backend::Client, job: Job) {
         let info = match job.info {
             Some(info) => info,
-            None => self.infos().get(&job.conn).cloned().unwrap_or_default(),
+            None => {
+                let infos = self.infos();
+                match infos.get(&job.conn) {
+                    Some(info) => self.view(job.conn, info).into_owned(),
+                    None => SessionInfo::new(),
+                }
+            }
         };
         let (content_type, body) = backend::multipart(&[
             ("message", &job.message.to_string()),
@@ -289,7 +377,9 @@ impl Broker {
         let mut ids: Vec<ConnId> = self
             .infos()
             .iter()
-            .filter(|(id, info)| target.selects(info, Some(**id) == origin, direct))
+            .filter(|(id, info)| {
+                target.selects(&self.view(**id, info), Some(**id) == origin, direct)
+            })
             .map(|(id, _)| *id)
             .collect();
         ids.sort();
@@ -310,17 +400,13 @@ impl Broker {
             }
             Command::List(criteria) => {
                 let infos = self.infos();
-                let mut ids: Vec<&ConnId> = infos
+                let mut listed: Vec<(ConnId, SessionInfo)> = infos
                     .iter()
+                    .map(|(id, i)| (*id, self.view(*id, i).into_owned()))
                     .filter(|(_, i)| criteria.as_ref().is_none_or(|c| c.matches(i)))
-                    .map(|(id, _)| id)
                     .collect();
-                ids.sort();
-                return Value::Array(
-                    ids.into_iter()
-                        .map(|id| Value::Object(infos[id].clone()))
-                        .collect(),
-                );
+                listed.sort_by_key(|(id, _)| *id);
+                return Value::Array(listed.into_iter().map(|(_, i)| Value::Object(i)).collect());
             }
             Command::Log(text) => {
                 let max = server.config().max_logged_input_bytes;
@@ -374,7 +460,7 @@ impl Broker {
 
     /// A direct command POST: `data`, a JSON list of commands, urlencoded; from an
     /// allowed address only.
-    fn direct(&self, request: &HttpRequest) -> HttpAnswer {
+    pub fn direct(&self, request: &HttpRequest) -> HttpAnswer {
         let html = |body: Vec<u8>| HttpAnswer {
             status: 200,
             content_type: "text/html",
@@ -407,31 +493,25 @@ impl Broker {
 
 impl Handler for BrokerHandler {
     fn on_open(&self, _server: &Server, conn: &Arc<Conn>) {
-        let broker = &self.0;
-        let request = &conn.handshake().request;
-        let cookies: Vec<&str> = request.headers.all("cookie").collect();
-        let wskey = request.headers.one("sec-websocket-key").unwrap_or("");
-        let info = commands::session_info(&cookies, &broker.client_ip(conn), wskey);
-        broker.infos().insert(conn.id(), info);
-        broker.enqueue(conn.id(), json!({ "type": "session-connect" }), None);
+        self.0.opened(conn);
     }
 
     fn on_message(&self, _server: &Server, conn: &Arc<Conn>, message: Message) {
+        // A binary message is read as the text it holds, as the earlier broker did
+        // (bytes that are not UTF-8 become U+FFFD, and so most likely a json_error).
         let text = match &message {
-            Message::Text(t) => t.as_str(),
-            Message::Binary(b) => std::str::from_utf8(b).unwrap_or("\u{fffd}"),
+            Message::Text(t) => Cow::Borrowed(t.as_str()),
+            Message::Binary(b) => String::from_utf8_lossy(b),
         };
-        self.0
-            .enqueue(conn.id(), commands::client_event(text), None);
+        self.0.message(conn.id(), commands::client_event(&text));
     }
 
     fn on_close(&self, _server: &Server, conn: &Arc<Conn>, _code: u16) {
-        let info = self.0.infos().remove(&conn.id());
-        self.0.enqueue(
-            conn.id(),
-            json!({ "type": "session-disconnect" }),
-            Some(info.unwrap_or_default()),
-        );
+        self.0.closed(conn.id());
+    }
+
+    fn on_admin(&self, _server: &Server, request: &AdminRequest) -> Option<AdminResponse> {
+        self.0.admin_route(request)
     }
 
     fn on_http(&self, _server: &Server, request: &HttpRequest) -> Option<HttpAnswer> {

@@ -58,6 +58,25 @@ impl Hub {
         outcome
     }
 
+    /// What the hub knows of connection `id`, for another part of the program (the
+    /// back-end bridge's `sessionInfo`): `userId`, `sessionId` and `softId`, those
+    /// known.
+    pub fn known_of(&self, id: ConnId) -> serde_json::Map<String, Value> {
+        let mut out = serde_json::Map::new();
+        if let Some(m) = self.state().identity.member(id) {
+            if let Some(u) = &m.user {
+                out.insert("userId".into(), Value::String(u.to_string()));
+            }
+            if let Some(s) = &m.session {
+                out.insert("sessionId".into(), Value::String(s.to_string()));
+            }
+            if let Some(s) = &m.soft_id {
+                out.insert("softId".into(), Value::String(s.clone()));
+            }
+        }
+        out
+    }
+
     /// Connection `id` closed (the `disconnect` event).
     pub fn closed(&self, id: ConnId) {
         self.close(id);

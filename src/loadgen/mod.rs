@@ -167,7 +167,9 @@ pub(crate) fn connect_all(url: &str, n: usize) -> Result<Vec<Client>, Error> {
         .collect()
 }
 
-pub(crate) fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> thread::JoinHandle<T> {
+pub(crate) fn spawn<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> thread::JoinHandle<T> {
     thread::Builder::new()
         .stack_size(256 * 1024)
         .spawn(f)

@@ -36,8 +36,8 @@
 use super::log::{clip, Level, Record};
 use super::metrics::inc;
 use super::{
-    Accept, AdminRequest, AdminResponse, Config, Conn, ConnId, Frame, Handler, Message, Reject,
-    Server, Upgrade,
+    Accept, AdminRequest, AdminResponse, Config, Conn, ConnId, Frame, Handler, HttpAnswer,
+    HttpRequest, Message, Reject, Server, Upgrade,
 };
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -175,7 +175,9 @@ impl Server {
             listeners: HashMap::new(),
             reconnect_delay: (Duration::from_secs(1), Duration::from_secs(5)),
             upgrade: None,
-            admin: None,
+            admin: Vec::new(),
+            http: None,
+            otherwise: None,
             health: None,
         }
     }
@@ -213,9 +215,17 @@ pub struct Builder {
     listeners: HashMap<String, Vec<Listener>>,
     reconnect_delay: (Duration, Duration),
     upgrade: Option<UpgradeHook>,
-    admin: Option<AdminHook>,
+    admin: Vec<AdminHook>,
+    http: Option<HttpHook>,
+    otherwise: Option<Otherwise>,
     health: Option<HealthHook>,
 }
+
+/// Answers plain HTTP requests on the WebSocket port ([`Handler::on_http`]).
+pub type HttpHook = Box<dyn Fn(&Server, &HttpRequest) -> Option<HttpAnswer> + Send + Sync>;
+/// Takes client events no listener is registered for: the context, the event's name
+/// and its data ([`Builder::otherwise`]).
+pub type Otherwise = Box<dyn Fn(&Ctx, &str, &Value) + Send + Sync>;
 
 /// Decides on upgrade requests ([`Handler::on_upgrade`]).
 pub type UpgradeHook = Box<dyn Fn(&Upgrade) -> Result<Accept, Reject> + Send + Sync>;
@@ -258,12 +268,30 @@ impl Builder {
     }
 
     /// Answers admin requests before the admin listener's built-in routes
-    /// ([`Handler::on_admin`]).
+    /// ([`Handler::on_admin`]). Hooks are asked in the order they were added; the
+    /// first answer is sent.
     pub fn on_admin(
         mut self,
         hook: impl Fn(&Server, &AdminRequest) -> Option<AdminResponse> + Send + Sync + 'static,
     ) -> Self {
-        self.admin = Some(Box::new(hook));
+        self.admin.push(Box::new(hook));
+        self
+    }
+
+    /// Answers plain HTTP requests on the WebSocket port before the built-in routes
+    /// ([`Handler::on_http`]): a `POST` comes with its body.
+    pub fn on_http(
+        mut self,
+        hook: impl Fn(&Server, &HttpRequest) -> Option<HttpAnswer> + Send + Sync + 'static,
+    ) -> Self {
+        self.http = Some(Box::new(hook));
+        self
+    }
+
+    /// Takes every client event that has no listener, instead of the `unknown_event`
+    /// error: a bridge to another program (the broker's back end under `serve`).
+    pub fn otherwise(mut self, hook: impl Fn(&Ctx, &str, &Value) + Send + Sync + 'static) -> Self {
+        self.otherwise = Some(Box::new(hook));
         self
     }
 
@@ -292,6 +320,8 @@ impl Builder {
             reconnect_delay: self.reconnect_delay,
             upgrade: self.upgrade,
             admin: self.admin,
+            http: self.http,
+            otherwise: self.otherwise,
             health: self.health,
         };
         let wants_log = emitter.listeners.contains_key("log");
@@ -316,7 +346,9 @@ struct Emitter {
     listeners: HashMap<String, Vec<Listener>>,
     reconnect_delay: (Duration, Duration),
     upgrade: Option<UpgradeHook>,
-    admin: Option<AdminHook>,
+    admin: Vec<AdminHook>,
+    http: Option<HttpHook>,
+    otherwise: Option<Otherwise>,
     health: Option<HealthHook>,
 }
 
@@ -409,7 +441,11 @@ impl Handler for Shared {
     }
 
     fn on_admin(&self, server: &Server, request: &AdminRequest) -> Option<AdminResponse> {
-        self.0.admin.as_ref().and_then(|hook| hook(server, request))
+        self.0.admin.iter().find_map(|hook| hook(server, request))
+    }
+
+    fn on_http(&self, server: &Server, request: &HttpRequest) -> Option<HttpAnswer> {
+        self.0.http.as_ref().and_then(|hook| hook(server, request))
     }
 
     fn health(&self, _server: &Server) -> Result<(), super::Unhealthy> {
@@ -461,7 +497,20 @@ impl Emitter {
             return self.error(server, conn, &EventError::Reserved(name));
         }
         if !self.emit(server, Some(conn), &name, &data) {
-            self.error(server, conn, &EventError::Unknown(name));
+            match &self.otherwise {
+                Some(hook) => {
+                    let ctx = Ctx {
+                        server,
+                        conn: Some(conn),
+                        emitter: self,
+                        event: &name,
+                    };
+                    if catch_unwind(AssertUnwindSafe(|| hook(&ctx, &name, &data))).is_err() {
+                        self.error(server, conn, &EventError::HandlerFailed(name.clone()));
+                    }
+                }
+                None => self.error(server, conn, &EventError::Unknown(name)),
+            }
         }
     }
 

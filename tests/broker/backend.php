@@ -32,6 +32,7 @@ switch ($message['type']) {
         $response[] = array('type' => 'send', 'match' => array('room' => '*'),
             'message' => array('type' => 'shouted', 'text' => $message['text']));
         break;
+    case 'client-me':
     case 'client-whoami':
         $response[] = array('type' => 'send', 'message' => array('type' => 'you', 'connection' => $connection, 'message' => $message));
         break;
