@@ -525,3 +525,29 @@ fn under_serve_the_events_the_hub_does_not_handle_go_to_the_back_end_with_the_us
     let gone = php.wait_event(|e| e["message"]["type"] == "session-disconnect");
     assert_eq!(gone["connection"]["userId"], "23");
 }
+
+#[test]
+fn oversized_and_redirected_answers_and_oversized_posts_are_refused() {
+    let php = Php::start();
+    let server = broker(
+        &php,
+        &["--max-answer-bytes", "10000", "--allow", "127.0.0.1"],
+    );
+    let mut a = connect(&server, &[]);
+    send(&mut a, json!({ "type": "huge" }));
+    assert!(server
+        .stderr
+        .wait_for(TIMEOUT, |l| l.contains("why=too_large")));
+    send(&mut a, json!({ "type": "redirect" }));
+    assert!(server
+        .stderr
+        .wait_for(TIMEOUT, |l| l.contains("error status")
+            && l.contains("status=302")));
+    // Still served, in order.
+    send(&mut a, json!({ "type": "whoami" }));
+    assert_eq!(next(&mut a)["type"], "you");
+    // A direct command over the POST body limit (64 KiB): 413, not read.
+    let big = format!("data={}", "x".repeat(70_000));
+    let (status, _) = post(server.addr, &big);
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+}

@@ -419,6 +419,27 @@ mod tests {
     }
 
     #[test]
+    fn serve_events_become_client_events() {
+        assert_eq!(
+            serve_event("hello", &json!({ "content": "there" })),
+            json!({ "type": "client-hello", "content": "there" })
+        );
+        assert_eq!(
+            serve_event("client-x", &json!(null)),
+            json!({ "type": "client-x" })
+        );
+        assert_eq!(
+            serve_event("move", &json!([1, 2])),
+            json!({ "type": "client-move", "data": [1, 2] })
+        );
+        // The event's name wins over a `type` in its data.
+        assert_eq!(
+            serve_event("a", &json!({ "type": "b" })),
+            json!({ "type": "client-a" })
+        );
+    }
+
+    #[test]
     fn session_info_takes_cookies_but_not_their_ip() {
         let i = session_info(
             &["Room=Lobby; ip=6.6.6.6; token=a=b; flag", " X = y "],

@@ -55,6 +55,14 @@ switch ($message['type']) {
         http_response_code(500);
         $response[] = array('type' => 'send', 'message' => array('type' => 'despite-500'));
         break;
+    case 'client-huge':
+        // Over the broker's --max-answer-bytes in the test that asks for it.
+        $response[] = array('type' => 'log', 'text' => str_repeat('x', 100000));
+        break;
+    case 'client-redirect':
+        header('Location: /elsewhere.php', true, 302);
+        print('<html>moved</html>');
+        exit;
     case 'client-slow':
         sleep(3);
         $response[] = array('type' => 'send', 'message' => array('type' => 'slow-done'));
