@@ -32,6 +32,10 @@ switch ($message['type']) {
         $response[] = array('type' => 'send', 'match' => array('room' => '*'),
             'message' => array('type' => 'shouted', 'text' => $message['text']));
         break;
+    case 'client-hello':
+        $response[] = array('type' => 'send', 'message' => array('type' => 'echoed',
+            'content' => $message['content'], 'name' => $connection['name']));
+        break;
     case 'client-me':
     case 'client-whoami':
         $response[] = array('type' => 'send', 'message' => array('type' => 'you', 'connection' => $connection, 'message' => $message));

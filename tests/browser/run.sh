@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Browser test: headless Chromium (Debian's `chromium` package) loads the demo page
-# that `switchboard echo` serves and exchanges events with it through client.js.
+# that `switchboard echo` serves and exchanges events with it through client.js, and a
+# page written for the earlier broker against `switchboard broker` and a PHP back end.
 # .ci/run installs chromium when it is missing.
 #
 # Usage: tests/browser/run.sh

@@ -1,5 +1,6 @@
 """Headless Chromium loads the demo page and exchanges events with the server through
-client.js, twice.
+client.js, twice; then a page written for the earlier broker talks to `switchboard
+broker` and its PHP back end.
 
 Echo: against `switchboard echo --mode broadcast`, the page (web/index.html with
 ?selftest) connects with client.js, emits `selftest-ping`, and once that comes back (a
@@ -12,6 +13,11 @@ Hub: against `switchboard serve` (memory store), the test writes user 23's sessi
 session id, and once `authenticated` creates a room, says something in it and reports
 what came back in a private message to the observer, who signed in with a `sessid`
 header.
+
+Broker: `php -S` serves tests/broker/page.html and its back end
+tests/broker/backend.php; the page sets a cookie, opens a plain WebSocket to the
+broker, says hello, and reports what the back end sent back; the back end's log shows
+both, with the cookie in sessionInfo.
 
 The observer is a minimal client written with the standard library; the client under
 test is the browser.
@@ -274,6 +280,59 @@ def hub_checks(binary, chromium, check):
         stop_both(browser, server, check, "serve")
 
 
+def broker_checks(binary, chromium, check):
+    """A page written for the earlier broker (tests/broker/page.html), served with its
+    PHP back end (tests/broker/backend.php) by `php -S`, against `switchboard broker`."""
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "broker")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    php_port = sock.getsockname()[1]
+    sock.close()
+    log = tempfile.NamedTemporaryFile(prefix="switchboard-broker-", delete=False).name
+    env = dict(os.environ, BROKER_TEST_LOG=log)
+    php = subprocess.Popen(["php", "-S", f"127.0.0.1:{php_port}", "-t", here], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    server = browser = None
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", php_port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        server = Program(binary, ["broker", "--listen", "127.0.0.1:0", "--backend",
+                                  f"http://127.0.0.1:{php_port}/backend.php"])
+        browser = Browser(chromium, f"http://127.0.0.1:{php_port}/page.html?port={server.port}")
+
+        def events():
+            with open(log) as f:
+                return [json.loads(line) for line in f if line.strip()]
+
+        report = None
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline and report is None:
+            report = next((e for e in events() if e["message"].get("type") == "client-report"), None)
+            time.sleep(0.1)
+        seen = [e["message"].get("type") for e in events()]
+        check("broker: the page's hello reached the PHP back end as client-hello",
+              "client-hello" in seen, repr(seen))
+        check("broker: the back end's send reached the page, which reported it",
+              report is not None and report["message"]["got"] == {
+                  "type": "echoed", "content": "there", "name": "Ann"}, repr(report))
+        check("broker: the page's cookie is in sessionInfo",
+              report is not None and report["connection"].get("name") == "Ann", repr(report))
+    finally:
+        if server is not None:
+            stop_both(browser, server, check, "broker")
+        elif browser is not None:
+            browser.stop()
+        os.killpg(php.pid, signal.SIGKILL)
+        php.wait()
+        os.unlink(log)
+
+
 def main():
     binary, chromium = sys.argv[1], sys.argv[2]
     failures = []
@@ -285,6 +344,7 @@ def main():
 
     echo_checks(binary, chromium, check)
     hub_checks(binary, chromium, check)
+    broker_checks(binary, chromium, check)
     print(f"browser: {len(passed)} passed, {len(failures)} failed")
     sys.exit(1 if failures else 0)
 
