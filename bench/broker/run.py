@@ -31,6 +31,21 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def group_cpu_seconds(pgid):
+    """CPU of every process in group `pgid` (php -S and the workers it forked)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def peak_kb(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmHWM:"):
@@ -62,12 +77,14 @@ def run_once(args):
         first = broker.stdout.readline().strip()
         addr = first.removeprefix("listening on ")
         cpu0 = cpu_seconds(broker.pid)
+        php0 = group_cpu_seconds(php.pid)
         t0 = time.time()
         out = subprocess.run([SB, "bench", "broker", f"ws://{addr}/", "--clients", str(args.clients),
                               "--messages", str(args.messages)],
                              capture_output=True, text=True, timeout=300)
         wall = time.time() - t0
         cpu = cpu_seconds(broker.pid) - cpu0
+        php_cpu = group_cpu_seconds(php.pid) - php0
         if out.returncode != 0:
             raise SystemExit(f"bench failed: {out.stderr}")
         result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -77,6 +94,7 @@ def run_once(args):
             "broker_cpu_s": round(cpu, 3),
             "broker_cpu_us_per_event": round(cpu / events * 1e6, 1),
             "broker_peak_rss_mb": round(peak_kb(broker.pid) / 1024, 1),
+            "php_cpu_s": round(php_cpu, 3),
             "wall_s": round(wall, 2),
         })
         return result

@@ -39,23 +39,40 @@ pub fn js_string(value: Option<&Value>) -> String {
 
 /// A `match`: every key must match the connection's `sessionInfo`, compared as
 /// lowercased strings; `'*'` matches any value, or none. An empty `match` matches
-/// every connection.
+/// every connection. The wanted values are lowercased once, when the command is read,
+/// not once per connection it is matched against.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Criteria(Map<String, Value>);
+pub struct Criteria(Vec<(String, Option<String>)>);
 
 impl Criteria {
     /// Criteria from a `match` object.
     pub fn new(map: Map<String, Value>) -> Self {
-        Criteria(map)
+        Criteria(
+            map.into_iter()
+                .map(|(key, wanted)| {
+                    let wanted = js_string(Some(&wanted));
+                    (key, (wanted != "*").then(|| lowercase(&wanted)))
+                })
+                .collect(),
+        )
     }
 
     /// Whether `info` matches.
     pub fn matches(&self, info: &SessionInfo) -> bool {
-        self.0.iter().all(|(key, wanted)| {
-            let wanted = js_string(Some(wanted));
-            wanted == "*" || wanted.to_lowercase() == js_string(info.get(key)).to_lowercase()
+        self.0.iter().all(|(key, wanted)| match wanted {
+            None => true,
+            Some(wanted) => match info.get(key) {
+                // The common case, compared without a copy.
+                Some(Value::String(s)) => s.chars().flat_map(char::to_lowercase).eq(wanted.chars()),
+                other => lowercase(&js_string(other)) == *wanted,
+            },
         })
     }
+}
+
+/// Lowercased a character at a time, the same way on both sides of a comparison.
+fn lowercase(s: &str) -> String {
+    s.chars().flat_map(char::to_lowercase).collect()
 }
 
 /// Which connections a command applies to.
