@@ -269,6 +269,12 @@ fn events_reach_the_back_end_with_their_session_and_its_commands_come_back() {
         "client-whoami",
         "not doubled"
     );
+    // A binary message is read as the text it holds.
+    ann.send_frame(true, 0, BINARY, br#"{"type":"whoami","b":1}"#, Whole);
+    assert_eq!(
+        next(&mut ann)["message"],
+        json!({ "type": "client-whoami", "b": 1 })
+    );
 }
 
 #[test]
