@@ -249,6 +249,15 @@ impl Broker {
         }
     }
 
+    /// An event's `type` for a log line, cut to `max_logged_input_bytes`: a client
+    /// chooses it.
+    fn kind_of(&self, message: &Value) -> String {
+        let max = self
+            .server()
+            .map_or(256, |s| s.config().max_logged_input_bytes);
+        clip(message["type"].as_str().unwrap_or(""), max).into_owned()
+    }
+
     /// Queues an event of `conn` for the back end, on the worker that has its others.
     fn enqueue(&self, conn: ConnId, message: Value, info: Option<SessionInfo>) {
         let worker = (conn.get() as usize) % self.queues.len();
@@ -266,7 +275,7 @@ impl Broker {
                     Some(conn),
                     "event dropped: the back end's queue is full",
                     &[
-                        ("type", &job.message["type"]),
+                        ("type", &self.kind_of(&job.message)),
                         ("queue", &self.config.backend_queue),
                     ],
                 );
@@ -315,7 +324,7 @@ impl Broker {
                         Some(job.conn),
                         "event dropped: the back end failed",
                         &[
-                            ("type", &job.message["type"]),
+                            ("type", &self.kind_of(&job.message)),
                             ("why", &e.label()),
                             ("error", &e),
                         ],
