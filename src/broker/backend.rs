@@ -171,7 +171,7 @@ impl Client {
     pub fn post(&mut self, content_type: &str, body: &[u8]) -> Result<Answer, Error> {
         let deadline = Instant::now() + self.timeout;
         let request = self.request_bytes(content_type, body);
-        if let Some(stream) = self.conn.take() {
+        if let Some(stream) = self.conn.take().filter(quiet) {
             match self.exchange(&stream, &request, deadline) {
                 Ok((answer, keep)) => {
                     if keep {
@@ -235,16 +235,24 @@ impl Client {
     ) -> Result<(Answer, bool), Sent> {
         let failed = |e| Sent::Failed(Error::Io(e));
         let mut s = stream;
-        s.set_write_timeout(Some(left(deadline).map_err(failed)?))
-            .map_err(failed)?;
-        if let Err(e) = s.write_all(request) {
-            return Err(Sent::Unanswered(Error::Io(e)));
+        let mut rest = request;
+        while !rest.is_empty() {
+            s.set_write_timeout(Some(left(deadline).map_err(failed)?))
+                .map_err(failed)?;
+            match s.write(rest) {
+                Ok(0) => return Err(Sent::Unanswered(Error::Io(io::ErrorKind::WriteZero.into()))),
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Sent::Unanswered(Error::Io(e))),
+            }
         }
         let mut buf = Vec::with_capacity(1024);
         let mut parser = ResponseParser::new(HeadLimits {
             max_head_bytes: 16 * 1024,
             max_headers: 100,
         });
+        // After an interim answer the back end has the request: it is not sent again.
+        let mut interim = false;
         loop {
             let (head, len) = loop {
                 match parser.parse(&buf) {
@@ -253,14 +261,14 @@ impl Client {
                     Err(_) => return Err(Sent::Failed(Error::BadAnswer("a malformed head"))),
                 }
                 match read_more(s, &mut buf, deadline) {
-                    Ok(0) if buf.is_empty() => {
+                    Ok(0) if buf.is_empty() && !interim => {
                         return Err(Sent::Unanswered(Error::Io(
                             io::ErrorKind::UnexpectedEof.into(),
                         )))
                     }
                     Ok(0) => return Err(Sent::Failed(Error::BadAnswer("closed within the head"))),
                     Ok(_) => {}
-                    Err(e) if buf.is_empty() && !is_timeout(&e) => {
+                    Err(e) if buf.is_empty() && !interim && !is_timeout(&e) => {
                         return Err(Sent::Unanswered(Error::Io(e)))
                     }
                     Err(e) => return Err(failed(e)),
@@ -269,6 +277,7 @@ impl Client {
             buf.drain(..len);
             // An interim answer (100 Continue) is followed by the real one.
             if (100..200).contains(&head.status) {
+                interim = true;
                 parser = ResponseParser::new(HeadLimits {
                     max_head_bytes: 16 * 1024,
                     max_headers: 100,
@@ -330,9 +339,11 @@ impl Client {
                         read_more(s, &mut buf, deadline).map_err(failed)?;
                         buf.starts_with(b"\r\n")
                     };
-                    return Ok((body, !clean));
+                    // Anything after the end is not this answer's: not kept then.
+                    return Ok((body, !clean || buf.len() > 2));
                 }
-                if body.len() + size > max {
+                // A size no answer of ours can have is refused before any sum with it.
+                if size > max || body.len() + size > max {
                     return Err(Sent::Failed(Error::TooLarge(max)));
                 }
                 while buf.len() < size + 2 {
@@ -340,12 +351,20 @@ impl Client {
                         return Err(Sent::Failed(Error::BadAnswer("closed within a chunk")));
                     }
                 }
+                if &buf[size..size + 2] != b"\r\n" {
+                    return Err(Sent::Failed(Error::BadAnswer("a chunk's end")));
+                }
                 body.extend_from_slice(&buf[..size]);
                 buf.drain(..size + 2);
             }
         }
-        if let Some(len) = head.headers.one("content-length") {
-            let len: usize = len
+        let lengths: Vec<&str> = head.headers.all("content-length").collect();
+        if let Some(first) = lengths.first() {
+            // Repeated with one value is one length (RFC 9112 6.3); differing, none.
+            if lengths.iter().any(|l| l.trim() != first.trim()) {
+                return Err(Sent::Failed(Error::BadAnswer("conflicting Content-Length")));
+            }
+            let len: usize = first
                 .trim()
                 .parse()
                 .map_err(|_| Sent::Failed(Error::BadAnswer("a Content-Length")))?;
@@ -357,8 +376,10 @@ impl Client {
                     return Err(Sent::Failed(Error::BadAnswer("closed within the body")));
                 }
             }
+            // Bytes past the body are not this answer's: the connection is not kept.
+            let extra = buf.len() > len;
             buf.truncate(len);
-            return Ok((buf, false));
+            return Ok((buf, extra));
         }
         // Neither: the body runs to the close.
         loop {
@@ -376,6 +397,17 @@ impl Client {
             }
         }
     }
+}
+
+/// Whether a kept connection has nothing to read and is not closed: anything the back
+/// end sent between answers (a 408, a close) would be read as the next answer.
+fn quiet(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut b = [0u8; 1];
+    let quiet = matches!(stream.peek(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+    stream.set_nonblocking(false).is_ok() && quiet
 }
 
 /// How an exchange failed: before anything came back (the request may be sent again
@@ -557,6 +589,53 @@ mod tests {
             .post("text/plain", b"x")
             .unwrap_err();
         assert_eq!(e.label(), "unreachable", "{e}");
+    }
+
+    #[test]
+    fn hostile_framing_is_an_error_not_a_panic_nor_a_kept_connection() {
+        let (url, _t) = backend(vec![
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n[{}\r\nfffffffffffffffe\r\n",
+        ]);
+        let e = Client::new(url, Duration::from_secs(5), 1024)
+            .post("text/plain", b"x")
+            .unwrap_err();
+        assert_eq!(e.label(), "too_large", "{e}");
+        let (url, _t) = backend(vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n[]]",
+        ]);
+        let e = Client::new(url, Duration::from_secs(5), 1024)
+            .post("text/plain", b"x")
+            .unwrap_err();
+        assert_eq!(e.label(), "bad_answer", "{e}");
+        let (url, _t) = backend(vec![
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n[]XX",
+        ]);
+        let e = Client::new(url, Duration::from_secs(5), 1024)
+            .post("text/plain", b"x")
+            .unwrap_err();
+        assert_eq!(e.label(), "bad_answer", "{e}");
+        // Bytes after an answer's body: that answer is taken, the connection is not
+        // kept, and the next request goes on a new one.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = Url::parse(&format!("http://{}/", l.local_addr().unwrap())).unwrap();
+        let t = thread::spawn(move || {
+            let answers: [&[u8]; 2] = [
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh",
+            ];
+            let mut kept = Vec::new();
+            for answer in answers {
+                let (mut s, _) = l.accept().unwrap();
+                let mut b = [0u8; 1024];
+                let _ = s.read(&mut b).unwrap();
+                s.write_all(answer).unwrap();
+                kept.push(s);
+            }
+        });
+        let mut c = Client::new(url, Duration::from_secs(5), 1024);
+        assert_eq!(c.post("text/plain", b"1").unwrap().body, b"[]");
+        assert_eq!(c.post("text/plain", b"2").unwrap().body, b"fresh");
+        t.join().unwrap();
     }
 
     #[test]
