@@ -103,6 +103,18 @@ pub fn bridge_options<S: HasBridge>() -> Vec<Opt<S>> {
             |s, v| s.bridge().config.backend_queue = cli::at_least(1, v)?
         ),
         opt!(
+            "--backend-queue-bytes",
+            "N",
+            "bytes of events waiting for the back end; more are dropped and logged (default 16777216)",
+            |s, v| s.bridge().config.backend_queue_bytes = cli::at_least(1, v)?
+        ),
+        opt!(
+            "--backend-queue-per-connection",
+            "N",
+            "events of one connection waiting; more of its events are dropped (default 100)",
+            |s, v| s.bridge().config.backend_queue_per_connection = cli::at_least(1, v)?
+        ),
+        opt!(
             "--backend-wait",
             "SECONDS",
             "how long an event is tried while the back end is unreachable (default 10)",

@@ -423,7 +423,7 @@ fn a_slow_back_end_costs_events_not_connections() {
     }
     assert!(server
         .stderr
-        .wait_for(TIMEOUT, |l| l.contains("queue is full")));
+        .wait_for(TIMEOUT, |l| l.contains("why=backend_dropped_queue_full")));
     assert!(server
         .stderr
         .wait_for(TIMEOUT, |l| l.contains("why=timeout")));
@@ -556,4 +556,74 @@ fn oversized_and_redirected_answers_and_oversized_posts_are_refused() {
     let big = format!("data={}", "x".repeat(70_000));
     let (status, _) = post(server.addr, &big);
     assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+}
+
+#[test]
+fn one_client_cannot_fill_the_queue_the_others_share() {
+    let php = Php::start();
+    let server = broker(
+        &php,
+        &[
+            "--backend-connections",
+            "1",
+            "--backend-queue-per-connection",
+            "1",
+        ],
+    );
+    let mut a = connect(&server, &[]);
+    let mut b = connect(&server, &[]);
+    for _ in 0..4 {
+        send(&mut a, json!({ "type": "slow" }));
+    }
+    assert!(wait_until(TIMEOUT, || server.metric(
+        "switchboard_app_events_total{kind=\"backend_dropped_connection_full\"}"
+    ) >= 3));
+    // b's event waits behind a's one slow event only.
+    send(&mut b, json!({ "type": "whoami" }));
+    assert_eq!(next(&mut b)["type"], "you");
+    assert_eq!(next(&mut a)["type"], "slow-done");
+}
+
+#[test]
+fn a_direct_post_that_expects_100_continue_is_told_to_go_on() {
+    let php = Php::start();
+    let server = broker(&php, &["--allow", "127.0.0.1"]);
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let body = format!("data={}", form(r#"[{"type":"list"}]"#));
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let mut first = [0u8; 25];
+    s.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(body.as_bytes()).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("[[]]"), "{answer}");
+}
+
+#[test]
+fn events_queued_when_a_connection_closes_keep_its_session() {
+    let php = Php::start();
+    let server = broker(&php, &["--backend-connections", "1"]);
+    let mut a = connect(&server, &[("Cookie", "who=a")]);
+    // Held behind a slow event, so that the rest are still queued when it closes.
+    let mut b = connect(&server, &[]);
+    send(&mut b, json!({ "type": "slow" }));
+    send(&mut a, json!({ "type": "me", "last": true }));
+    a.send_frame(true, 0, CLOSE, &close_payload(1000, b""), Whole);
+    let me = php.wait_event(|e| e["message"]["last"] == true);
+    assert_eq!(
+        (&me["connection"]["who"], &me["connection"]["room"]),
+        (&json!("a"), &json!("lobby"))
+    );
+    let gone = php.wait_event(|e| {
+        e["message"]["type"] == "session-disconnect" && e["connection"]["who"] == "a"
+    });
+    assert_eq!(gone["connection"]["room"], "lobby");
 }

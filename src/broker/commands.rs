@@ -258,9 +258,11 @@ pub fn client_event(text: &str) -> Value {
             m
         }
     };
+    // What JavaScript counts as false (`!message.type`) gives `client-message`.
     let kind = match message.get("type") {
         None | Some(Value::Null) | Some(Value::Bool(false)) => "message".to_owned(),
         Some(Value::String(s)) if s.is_empty() => "message".to_owned(),
+        Some(Value::Number(n)) if n.as_f64() == Some(0.0) => "message".to_owned(),
         Some(v) => js_string(Some(v)),
     };
     let kind = if kind.starts_with("client-") {
@@ -418,6 +420,10 @@ mod tests {
             json!({ "type": "client-message", "a": 1 })
         );
         assert_eq!(client_event(r#"{"type":5}"#), json!({ "type": "client-5" }));
+        assert_eq!(
+            client_event(r#"{"type":0}"#),
+            json!({ "type": "client-message" })
+        );
         assert_eq!(
             client_event("null"),
             json!({ "type": "client-message", "data": null })

@@ -47,6 +47,13 @@ pub struct Config {
     /// Events waiting for the back end, in all. Over it an event is dropped, with a log
     /// line and a count. Default 10,000.
     pub backend_queue: usize,
+    /// Bytes of events waiting for the back end, in all: over it an event is dropped
+    /// like one over [`Config::backend_queue`]. Default 16 MiB.
+    pub backend_queue_bytes: usize,
+    /// Events of one connection waiting for the back end: over it that connection's
+    /// next events are dropped (logged and counted), so that one client cannot fill the
+    /// queue the others share. Default 100.
+    pub backend_queue_per_connection: usize,
     /// How long an event waits while the back end cannot be reached, tried again
     /// meanwhile, before it is dropped (logged and counted). Default 10 s.
     pub backend_wait: Duration,
@@ -67,6 +74,8 @@ impl Config {
             backend_connections: 4,
             backend_timeout: Duration::from_secs(10),
             backend_queue: 10_000,
+            backend_queue_bytes: 16 * 1024 * 1024,
+            backend_queue_per_connection: 100,
             backend_wait: Duration::from_secs(10),
             max_answer_bytes: 1024 * 1024,
         }
@@ -76,17 +85,31 @@ impl Config {
 /// One event for the back end.
 struct Job {
     conn: ConnId,
-    message: Value,
-    /// For a disconnect: the connection's last `sessionInfo`, as it is gone from the
-    /// table by the time the event is sent.
-    info: Option<SessionInfo>,
+    /// The event, as sent.
+    message: String,
+    /// Its `type`, cut for log lines.
+    kind: String,
+    /// `session-disconnect`: the connection's entry goes once it is sent.
+    last: bool,
     since: Instant,
+}
+
+/// What the broker holds of one connection.
+struct Entry {
+    info: SessionInfo,
+    /// Its events waiting for the back end.
+    queued: usize,
+    /// Once closed: its `sessionInfo` as it was then, identity included, for the
+    /// events still queued; it takes no more commands.
+    closed: Option<SessionInfo>,
 }
 
 /// The broker: the server's [`Handler`], and the workers that talk to the back end.
 pub struct Broker {
     config: Config,
-    infos: Mutex<HashMap<ConnId, SessionInfo>>,
+    infos: Mutex<HashMap<ConnId, Entry>>,
+    /// Bytes of the events queued ([`Config::backend_queue_bytes`]).
+    queued_bytes: std::sync::atomic::AtomicUsize,
     queues: Vec<SyncSender<Job>>,
     receivers: Mutex<Vec<Receiver<Job>>>,
     server: OnceLock<WeakServer>,
@@ -104,13 +127,22 @@ pub struct BrokerHandler(pub Arc<Broker>);
 
 impl Broker {
     /// A broker; it handles nothing until [`Broker::start`] gives it its server.
-    pub fn new(config: Config) -> Arc<Broker> {
+    pub fn new(mut config: Config) -> Arc<Broker> {
+        // `::ffff:127.0.0.1` and `127.0.0.1` are one address, as peers are compared.
+        for ip in config
+            .allow
+            .iter_mut()
+            .chain(config.trusted_proxies.iter_mut())
+        {
+            *ip = ip.to_canonical();
+        }
         let workers = config.backend_connections.max(1);
         let per_worker = (config.backend_queue / workers).max(1);
         let (queues, receivers) = (0..workers).map(|_| sync_channel(per_worker)).unzip();
         Arc::new(Broker {
             config,
             infos: Mutex::new(HashMap::new()),
+            queued_bytes: std::sync::atomic::AtomicUsize::new(0),
             queues,
             receivers: Mutex::new(receivers),
             server: OnceLock::new(),
@@ -149,20 +181,39 @@ impl Broker {
         let cookies: Vec<&str> = request.headers.all("cookie").collect();
         let wskey = request.headers.one("sec-websocket-key").unwrap_or("");
         let info = commands::session_info(&cookies, &self.client_ip(conn), wskey);
-        self.infos().insert(conn.id(), info);
-        self.enqueue(conn.id(), json!({ "type": "session-connect" }), None);
+        let entry = Entry {
+            info,
+            queued: 0,
+            closed: None,
+        };
+        self.infos().insert(conn.id(), entry);
+        self.enqueue(conn.id(), json!({ "type": "session-connect" }), false);
     }
 
     /// A client's message for the back end (see [`commands::client_event`]).
     pub fn message(&self, conn: ConnId, message: Value) {
-        self.enqueue(conn, message, None);
+        self.enqueue(conn, message, false);
     }
 
-    /// A connection closed: `session-disconnect` with its last `sessionInfo`.
+    /// A connection closed: `session-disconnect` with its last `sessionInfo`, after
+    /// its events still queued, which are sent with that `sessionInfo` too.
     pub fn closed(&self, conn: ConnId) {
-        let info = self.infos().remove(&conn).unwrap_or_default();
-        let info = self.view(conn, &info).into_owned();
-        self.enqueue(conn, json!({ "type": "session-disconnect" }), Some(info));
+        {
+            let mut infos = self.infos();
+            let Some(entry) = infos.get_mut(&conn) else {
+                return;
+            };
+            let last = match self.identity.get() {
+                None => entry.info.clone(),
+                Some(identity) => {
+                    let mut all = entry.info.clone();
+                    all.extend(identity(conn));
+                    all
+                }
+            };
+            entry.closed = Some(last);
+        }
+        self.enqueue(conn, json!({ "type": "session-disconnect" }), true);
     }
 
     /// `POST /broker` on the admin listener (its token checked already): the back
@@ -211,7 +262,21 @@ impl Broker {
                         let Some(broker) = broker.upgrade() else {
                             return;
                         };
-                        broker.post(&mut client, job);
+                        let posted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            broker.post(&mut client, &job)
+                        }));
+                        if posted.is_err() {
+                            // A bug, not an input: counted and logged, and the worker
+                            // goes on with a new connection to the back end.
+                            broker.count("backend_worker_panicked");
+                            broker.warn(Some(job.conn), "back-end worker panicked", &[]);
+                            client = backend::Client::new(
+                                broker.config.backend.clone(),
+                                broker.config.backend_timeout,
+                                broker.config.max_answer_bytes,
+                            );
+                        }
+                        broker.done(&job);
                     }
                 })?;
         }
@@ -222,7 +287,7 @@ impl Broker {
         self.server.get()?.upgrade()
     }
 
-    fn infos(&self) -> MutexGuard<'_, HashMap<ConnId, SessionInfo>> {
+    fn infos(&self) -> MutexGuard<'_, HashMap<ConnId, Entry>> {
         lock(&self.infos)
     }
 
@@ -258,48 +323,99 @@ impl Broker {
         clip(message["type"].as_str().unwrap_or(""), max).into_owned()
     }
 
-    /// Queues an event of `conn` for the back end, on the worker that has its others.
-    fn enqueue(&self, conn: ConnId, message: Value, info: Option<SessionInfo>) {
-        let worker = (conn.get() as usize) % self.queues.len();
+    /// Queues an event of `conn` for the back end, on the worker that has its others,
+    /// within the queue's bounds ([`Config::backend_queue`], `_bytes`,
+    /// `_per_connection`); an event over them is dropped, logged and counted. The last
+    /// event of a connection (`last`) passes the per-connection bound, and when it
+    /// cannot be queued at all the connection's entry goes at once.
+    fn enqueue(&self, conn: ConnId, message: Value, last: bool) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let kind = self.kind_of(&message);
+        let text = message.to_string();
+        let full = {
+            let mut infos = self.infos();
+            let Some(entry) = infos.get_mut(&conn) else {
+                return;
+            };
+            let bytes = self.queued_bytes.load(SeqCst);
+            if !last && entry.queued >= self.config.backend_queue_per_connection {
+                Some("backend_dropped_connection_full")
+            } else if bytes + text.len() > self.config.backend_queue_bytes {
+                Some("backend_dropped_queue_full")
+            } else {
+                entry.queued += 1;
+                None
+            }
+        };
+        if let Some(why) = full {
+            return self.dropped(conn, &kind, why, last);
+        }
+        self.queued_bytes.fetch_add(text.len(), SeqCst);
+        let len = text.len();
         let job = Job {
             conn,
-            message,
-            info,
+            message: text,
+            kind,
+            last,
             since: Instant::now(),
         };
-        match self.queues[worker].try_send(job) {
-            Ok(()) => {}
-            Err(TrySendError::Full(job)) => {
-                self.count("backend_dropped_queue_full");
-                self.warn(
-                    Some(conn),
-                    "event dropped: the back end's queue is full",
-                    &[
-                        ("type", &self.kind_of(&job.message)),
-                        ("queue", &self.config.backend_queue),
-                    ],
-                );
+        let worker = (conn.get() as usize) % self.queues.len();
+        if let Err(e) = self.queues[worker].try_send(job) {
+            self.queued_bytes.fetch_sub(len, SeqCst);
+            if let Some(entry) = self.infos().get_mut(&conn) {
+                entry.queued -= 1;
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            let (job, why) = match e {
+                TrySendError::Full(job) => (job, "backend_dropped_queue_full"),
+                TrySendError::Disconnected(job) => (job, "backend_dropped_no_worker"),
+            };
+            self.dropped(conn, &job.kind, why, last);
+        }
+    }
+
+    /// An event that could not be queued: logged and counted; the connection's entry
+    /// goes when it was its last.
+    fn dropped(&self, conn: ConnId, kind: &str, why: &'static str, last: bool) {
+        self.count(why);
+        self.warn(
+            Some(conn),
+            "event dropped before the back end",
+            &[("type", &kind), ("why", &why)],
+        );
+        if last {
+            self.infos().remove(&conn);
+        }
+    }
+
+    /// A job is done (sent or dropped): its bytes leave the queue, and a connection's
+    /// last job takes its entry with it.
+    fn done(&self, job: &Job) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.queued_bytes.fetch_sub(job.message.len(), SeqCst);
+        let mut infos = self.infos();
+        if job.last {
+            infos.remove(&job.conn);
+        } else if let Some(entry) = infos.get_mut(&job.conn) {
+            entry.queued = entry.queued.saturating_sub(1);
         }
     }
 
     /// Sends one event and runs the answer's commands. While the back end cannot be
     /// reached, the event is tried again (every 100 ms, then up to every second) until
     /// it is [`Config::backend_wait`] old.
-    fn post(&self, client: &mut backend::Client, job: Job) {
-        let info = match job.info {
-            Some(info) => info,
-            None => {
-                let infos = self.infos();
-                match infos.get(&job.conn) {
-                    Some(info) => self.view(job.conn, info).into_owned(),
-                    None => SessionInfo::new(),
-                }
+    fn post(&self, client: &mut backend::Client, job: &Job) {
+        let info = {
+            let infos = self.infos();
+            match infos.get(&job.conn) {
+                Some(Entry {
+                    closed: Some(last), ..
+                }) => last.clone(),
+                Some(entry) => self.view(job.conn, &entry.info).into_owned(),
+                None => SessionInfo::new(),
             }
         };
         let (content_type, body) = backend::multipart(&[
-            ("message", &job.message.to_string()),
+            ("message", &job.message),
             ("connection", &Value::Object(info).to_string()),
         ]);
         let mut pause = Duration::from_millis(100);
@@ -323,11 +439,7 @@ impl Broker {
                     self.warn(
                         Some(job.conn),
                         "event dropped: the back end failed",
-                        &[
-                            ("type", &self.kind_of(&job.message)),
-                            ("why", &e.label()),
-                            ("error", &e),
-                        ],
+                        &[("type", &job.kind), ("why", &e.label()), ("error", &e)],
                     );
                     return;
                 }
@@ -373,7 +485,15 @@ impl Broker {
                 Ok(command) => self.apply(command, origin),
                 Err(why) => {
                     self.count("backend_commands_skipped");
-                    self.warn(origin, "back-end command skipped", &[("why", &why)]);
+                    let max = self
+                        .server()
+                        .map_or(256, |s| s.config().max_logged_input_bytes);
+                    let why = why.to_string();
+                    self.warn(
+                        origin,
+                        "back-end command skipped",
+                        &[("why", &clip(&why, max))],
+                    );
                     Value::Null
                 }
             })
@@ -386,8 +506,9 @@ impl Broker {
         let mut ids: Vec<ConnId> = self
             .infos()
             .iter()
-            .filter(|(id, info)| {
-                target.selects(&self.view(**id, info), Some(**id) == origin, direct)
+            .filter(|(id, e)| {
+                e.closed.is_none()
+                    && target.selects(&self.view(**id, &e.info), Some(**id) == origin, direct)
             })
             .map(|(id, _)| *id)
             .collect();
@@ -411,7 +532,8 @@ impl Broker {
                 let infos = self.infos();
                 let mut listed: Vec<(ConnId, SessionInfo)> = infos
                     .iter()
-                    .map(|(id, i)| (*id, self.view(*id, i).into_owned()))
+                    .filter(|(_, e)| e.closed.is_none())
+                    .map(|(id, e)| (*id, self.view(*id, &e.info).into_owned()))
                     .filter(|(_, i)| criteria.as_ref().is_none_or(|c| c.matches(i)))
                     .collect();
                 listed.sort_by_key(|(id, _)| *id);
@@ -437,8 +559,8 @@ impl Broker {
                 let ids = self.select(&target, origin);
                 let mut infos = self.infos();
                 for id in ids {
-                    if let Some(info) = infos.get_mut(&id) {
-                        commands::merge(info, &data);
+                    if let Some(entry) = infos.get_mut(&id) {
+                        commands::merge(&mut entry.info, &data);
                     }
                 }
             }

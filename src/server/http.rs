@@ -97,6 +97,11 @@ fn handler_answer(
                 Err(_) => return Some(Err(400)),
             },
         };
+        // A client that asked to be told first (curl does, for larger bodies) is told
+        // to go on, rather than left to wait out its own timer (RFC 9110 10.1.1).
+        if len > body.len() && request.headers.has_token("expect", "100-continue") {
+            let _ = (&mut &*stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
         let mut s = crate::socket::DeadlineStream::new(stream, config.handshake_timeout);
         while body.len() < len {
             let mut chunk = [0u8; 4096];
