@@ -35,9 +35,9 @@ fn check_table<S>(command: &str, opts: &[Opt<S>], text: &str, mut fresh: impl Fn
     }
 }
 
-#[test]
-fn every_command_option_parses_and_is_in_its_help() {
-    check_table("serve", &serve_options(), &serve_help(), || ServeSettings {
+/// `serve`'s settings, for a parse.
+fn serve_settings() -> ServeSettings {
+    ServeSettings {
         server: serve_defaults(),
         hub: hub::Config::default(),
         listen: String::new(),
@@ -46,21 +46,17 @@ fn every_command_option_parses_and_is_in_its_help() {
         history_ttl: None,
         store_timeout: Duration::from_secs(1),
         bridge: broker_command::Bridge::default(),
-    });
+    }
+}
+
+#[test]
+fn every_command_option_parses_and_is_in_its_help() {
+    check_table("serve", &serve_options(), &serve_help(), serve_settings);
     check_table(
         "serve",
         &broker_command::bridge_options(),
         &serve_help(),
-        || ServeSettings {
-            server: serve_defaults(),
-            hub: hub::Config::default(),
-            listen: String::new(),
-            redis_url: None,
-            history: 1,
-            history_ttl: None,
-            store_timeout: Duration::from_secs(1),
-            bridge: broker_command::Bridge::default(),
-        },
+        serve_settings,
     );
     let echo_help = server_command_help("switchboard echo", &echo_options());
     check_table("echo", &echo_options(), &echo_help, || EchoSettings {
@@ -80,16 +76,7 @@ fn every_command_option_parses_and_is_in_its_help() {
 
 #[test]
 fn history_ttl_takes_what_its_help_promises() {
-    let mut s = ServeSettings {
-        server: serve_defaults(),
-        hub: hub::Config::default(),
-        listen: String::new(),
-        redis_url: None,
-        history: 1,
-        history_ttl: None,
-        store_timeout: Duration::from_secs(1),
-        bridge: broker_command::Bridge::default(),
-    };
+    let mut s = serve_settings();
     for (given, kept) in [("0", None), ("2592000", Some(2_592_000))] {
         let args = vec!["--history-ttl".to_owned(), given.to_owned()];
         cli::parse("serve", &args, &serve_options(), &mut s, |_, _| Ok(())).unwrap();

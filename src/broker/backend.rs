@@ -534,6 +534,13 @@ mod tests {
         )
     }
 
+    /// How one request to `url` fails.
+    fn failure(url: Url, timeout: Duration) -> Error {
+        Client::new(url, timeout, 1024)
+            .post("text/plain", b"x")
+            .unwrap_err()
+    }
+
     #[test]
     fn answers_by_length_chunks_and_close_on_one_kept_connection() {
         let (url, t) = backend(vec![
@@ -562,22 +569,16 @@ mod tests {
     #[test]
     fn oversized_silent_and_garbled_answers_are_errors() {
         let (url, _t) = backend(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n"]);
-        let e = Client::new(url, Duration::from_secs(5), 1024)
-            .post("text/plain", b"x")
-            .unwrap_err();
+        let e = failure(url, Duration::from_secs(5));
         assert_eq!(e.label(), "too_large", "{e}");
         let (url, _t) = backend(vec![b"SSH-2.0-OpenSSH\r\n\r\n"]);
-        let e = Client::new(url, Duration::from_secs(5), 1024)
-            .post("text/plain", b"x")
-            .unwrap_err();
+        let e = failure(url, Duration::from_secs(5));
         assert_eq!(e.label(), "bad_answer", "{e}");
         // A back end that takes the request and says nothing: the deadline.
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = Url::parse(&format!("http://{}/", l.local_addr().unwrap())).unwrap();
         let started = Instant::now();
-        let e = Client::new(url, Duration::from_millis(300), 1024)
-            .post("text/plain", b"x")
-            .unwrap_err();
+        let e = failure(url, Duration::from_millis(300));
         assert_eq!(e.label(), "timeout", "{e}");
         assert!(started.elapsed() < Duration::from_secs(3));
         drop(l);
@@ -585,9 +586,7 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = Url::parse(&format!("http://{}/", l.local_addr().unwrap())).unwrap();
         drop(l);
-        let e = Client::new(url, Duration::from_secs(2), 1024)
-            .post("text/plain", b"x")
-            .unwrap_err();
+        let e = failure(url, Duration::from_secs(2));
         assert_eq!(e.label(), "unreachable", "{e}");
     }
 
@@ -596,23 +595,17 @@ mod tests {
         let (url, _t) = backend(vec![
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n[{}\r\nfffffffffffffffe\r\n",
         ]);
-        let e = Client::new(url, Duration::from_secs(5), 1024)
-            .post("text/plain", b"x")
-            .unwrap_err();
+        let e = failure(url, Duration::from_secs(5));
         assert_eq!(e.label(), "too_large", "{e}");
         let (url, _t) = backend(vec![
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n[]]",
         ]);
-        let e = Client::new(url, Duration::from_secs(5), 1024)
-            .post("text/plain", b"x")
-            .unwrap_err();
+        let e = failure(url, Duration::from_secs(5));
         assert_eq!(e.label(), "bad_answer", "{e}");
         let (url, _t) = backend(vec![
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n[]XX",
         ]);
-        let e = Client::new(url, Duration::from_secs(5), 1024)
-            .post("text/plain", b"x")
-            .unwrap_err();
+        let e = failure(url, Duration::from_secs(5));
         assert_eq!(e.label(), "bad_answer", "{e}");
         // Bytes after an answer's body: that answer is taken, the connection is not
         // kept, and the next request goes on a new one.

@@ -203,14 +203,7 @@ impl Broker {
             let Some(entry) = infos.get_mut(&conn) else {
                 return;
             };
-            let last = match self.identity.get() {
-                None => entry.info.clone(),
-                Some(identity) => {
-                    let mut all = entry.info.clone();
-                    all.extend(identity(conn));
-                    all
-                }
-            };
+            let last = self.view(conn, &entry.info).into_owned();
             entry.closed = Some(last);
         }
         self.enqueue(conn, json!({ "type": "session-disconnect" }), true);
@@ -226,14 +219,7 @@ impl Broker {
         if request.method != "POST" {
             return Some(AdminResponse::error(405, "POST a list of commands"));
         }
-        let list = commands::read_answer(request.body).or_else(|| {
-            let body = String::from_utf8_lossy(request.body);
-            let data = crate::form::parse_query(&body)
-                .into_iter()
-                .find(|(k, _)| k == "data")?
-                .1;
-            commands::read_answer(data.as_bytes())
-        });
+        let list = commands::read_answer(request.body).or_else(|| form_commands(request.body));
         Some(match list {
             Some(list) => {
                 self.count("direct_commands");
@@ -607,15 +593,7 @@ impl Broker {
             return html(b"access denied".to_vec());
         }
         self.count("direct_commands");
-        let body = String::from_utf8_lossy(request.body);
-        let data = crate::form::parse_query(&body)
-            .into_iter()
-            .find(|(k, _)| k == "data")
-            .map(|(_, v)| v);
-        match data
-            .as_deref()
-            .and_then(|d| commands::read_answer(d.as_bytes()))
-        {
+        match form_commands(request.body) {
             Some(list) => html(Value::Array(self.run(&list, None)).to_string().into_bytes()),
             None => html(Vec::new()),
         }
@@ -648,6 +626,15 @@ impl Handler for BrokerHandler {
     fn on_http(&self, _server: &Server, request: &HttpRequest) -> Option<HttpAnswer> {
         (request.head.method == "POST").then(|| self.0.direct(request))
     }
+}
+
+/// The commands of a urlencoded body's `data` field, when it is a non-empty list.
+fn form_commands(body: &[u8]) -> Option<Vec<Value>> {
+    let body = String::from_utf8_lossy(body);
+    let (_, data) = crate::form::parse_query(&body)
+        .into_iter()
+        .find(|(k, _)| k == "data")?;
+    commands::read_answer(data.as_bytes())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
