@@ -316,7 +316,7 @@ fn serve_options() -> Vec<Opt<ServeSettings>> {
         opt!(
             "--max-rooms",
             "N",
-            "rooms on this node (default 1000)",
+            "rooms at once, on every node of the store (default 1000)",
             |s, v| s.hub.max_rooms = cli::number(v)?
         ),
         opt!(
@@ -343,6 +343,13 @@ fn serve_options() -> Vec<Opt<ServeSettings>> {
             "with --redis, time one store call has in all, waiting\n\
                    for a pooled connection included (default 2)",
             |s, v| s.store_timeout = cli::seconds(v)?
+        ),
+        opt!(
+            "--node-timeout",
+            "SECONDS",
+            "with --redis, how long a node whose heartbeat stopped\n\
+                   counts as alive (default 10)",
+            |s, v| s.hub.node_timeout = cli::seconds(v)?
         ),
     ]
 }

@@ -4,114 +4,12 @@
 
 mod common;
 
+use common::hub::*;
 use common::redis::RedisServer;
 use common::*;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::time::Duration;
 use switchboard::client::{EventClient, Incoming, Options};
-
-/// `switchboard serve` on `redis`, with an admin listener and `extra` options.
-fn serve(redis: &RedisServer, extra: &[&str]) -> (Server, SocketAddr) {
-    let url = redis.url();
-    let mut args = vec!["--redis", url.as_str()];
-    // These tests are about what the hub does, not about a slow Redis: a store call
-    // that waits behind a loaded machine must not turn into an error event here
-    // (tests/hardening.rs tests the deadline itself).
-    if !extra.contains(&"--store-timeout") {
-        args.extend(["--store-timeout", "20"]);
-    }
-    args.extend_from_slice(extra);
-    serve_on_memory(&args)
-}
-
-/// The status of an upgrade request, and the client when it was 101.
-fn upgrade(server: &Server, target: &str, headers: &[(&str, &str)]) -> (u16, String, Client) {
-    let mut c = Client::raw(server.addr);
-    let head = c.upgrade(target, headers);
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head:?}"));
-    (status, head, c)
-}
-
-/// A client that connected with a 101.
-fn connect(server: &Server, target: &str, headers: &[(&str, &str)]) -> Client {
-    let (status, head, c) = upgrade(server, target, headers);
-    assert_eq!(status, 101, "{head}");
-    c
-}
-
-/// The next message: its event name, its data, and the whole object.
-fn next(c: &mut Client) -> (String, Value, Value) {
-    let v: Value = serde_json::from_str(&c.recv_text()).expect("JSON");
-    (
-        v["event"].as_str().expect("an event").to_owned(),
-        v["data"].clone(),
-        v,
-    )
-}
-
-/// The next message, which must be `event`; returns its data.
-fn expect(c: &mut Client, event: &str) -> Value {
-    let (name, data, whole) = next(c);
-    if name != event {
-        // Whatever follows tells why the order was not the expected one.
-        panic!("expected {event}, got {whole}; then {:?}", c.what_follows());
-    }
-    data
-}
-
-/// Skips messages until `event` comes; returns its data.
-fn wait_event(c: &mut Client, event: &str) -> Value {
-    let mut skipped = Vec::new();
-    for _ in 0..50 {
-        let (name, data, _) = next(c);
-        if name == event {
-            return data;
-        }
-        skipped.push(name);
-    }
-    panic!("no {event}; got {skipped:?}");
-}
-
-fn send(c: &mut Client, event: &str, data: Value) {
-    c.send_text(&json!({ "event": event, "data": data }).to_string());
-}
-
-/// Asks the server who this is; the answer comes after anything queued before it.
-fn whoami(c: &mut Client) -> Value {
-    send(c, "whoami", Value::Null);
-    expect(c, "whoami")
-}
-
-/// Connects the session-to-user way and authenticates with `session`, whose key the
-/// site wrote for `user`.
-fn signed_in(server: &Server, redis: &RedisServer, session: &str, user: &str) -> Client {
-    redis.cli(&["SET", &format!("session-store-{session}"), user]);
-    let mut c = connect(server, "/", &[]);
-    send(&mut c, "authenticate", json!({ "sessionId": session }));
-    let data = expect(&mut c, "authenticated");
-    assert_eq!(data["userId"], user);
-    c
-}
-
-/// Reads until the server's close frame, answers it, and returns its code.
-fn closed_with(c: &mut Client) -> u16 {
-    loop {
-        let f = c.recv().expect("a close frame");
-        if f.opcode == CLOSE {
-            c.send_frame(true, 0, CLOSE, &f.payload, Whole);
-            return u16::from_be_bytes([f.payload[0], f.payload[1]]);
-        }
-    }
-}
-
-fn publish(redis: &RedisServer, payload: &Value) {
-    redis.cli(&["PUBLISH", "notifications", &payload.to_string()]);
-}
 
 #[test]
 fn user_to_session_in_a_header_or_a_subprotocol() {
@@ -555,146 +453,11 @@ fn private_messages_reach_every_connection_and_are_kept() {
 }
 
 /// `chat.<action>` of `user` in room `lobby`.
-fn moderate(c: &mut Client, action: &str, user: &str) {
-    send(
-        c,
-        &format!("chat.{action}"),
-        json!({ "room": "lobby", "user": user }),
-    );
-}
-
 #[test]
 fn rooms_are_moderated() {
     let redis = RedisServer::start();
     let (server, admin) = serve(&redis, &[]);
-    let mut owner = signed_in(&server, &redis, "o", "owner");
-    let mut ann = signed_in(&server, &redis, "a", "ann");
-    let mut bob = signed_in(&server, &redis, "b", "bob");
-
-    send(&mut owner, "chat.create", json!({ "room": "lobby" }));
-    assert_eq!(expect(&mut owner, "chat.create")["owner"], "owner");
-    assert_eq!(expect(&mut owner, "userlist")["users"], json!(["owner"]));
-    send(&mut ann, "chat.join", json!({ "room": "lobby" }));
-    let joined = expect(&mut ann, "chat.join");
-    assert_eq!(joined["users"], json!(["ann", "owner"]));
-    assert_eq!(
-        wait_event(&mut owner, "userlist")["users"],
-        json!(["ann", "owner"])
-    );
-    expect(&mut ann, "userlist");
-    send(&mut bob, "chat.join", json!({ "room": "lobby" }));
-    expect(&mut bob, "chat.join");
-    for c in [&mut owner, &mut ann, &mut bob] {
-        assert_eq!(
-            expect(c, "userlist")["users"],
-            json!(["ann", "bob", "owner"])
-        );
-    }
-    send(&mut owner, "chat.create", json!({ "room": "lobby" }));
-    assert_eq!(expect(&mut owner, "error")["code"], "room_exists");
-
-    // Members may not moderate.
-    moderate(&mut bob, "mute", "ann");
-    assert_eq!(expect(&mut bob, "error")["code"], "forbidden");
-
-    // The owner appoints ann; ann mutes bob; bob cannot send until unmuted.
-    moderate(&mut owner, "appoint", "ann");
-    wait_event(&mut owner, "chat.appoint");
-    expect(&mut ann, "chat.appointed");
-    expect(&mut bob, "chat.appointed");
-    moderate(&mut ann, "mute", "bob");
-    assert_eq!(expect(&mut bob, "chat.muted")["by"], "ann");
-    send(
-        &mut bob,
-        "chat.send",
-        json!({ "room": "lobby", "message": "let me" }),
-    );
-    assert_eq!(expect(&mut bob, "error")["code"], "muted");
-    moderate(&mut ann, "unmute", "bob");
-    expect(&mut bob, "chat.unmuted");
-    send(
-        &mut bob,
-        "chat.send",
-        json!({ "room": "lobby", "message": "thanks" }),
-    );
-    let m = expect(&mut bob, "chat.message");
-    assert_eq!(m["message"], "thanks");
-    assert_eq!(expect(&mut bob, "chat.send")["id"], m["id"]);
-
-    // A message deleted by a moderator, not by a member.
-    send(
-        &mut bob,
-        "chat.delete",
-        json!({ "room": "lobby", "id": m["id"] }),
-    );
-    assert_eq!(expect(&mut bob, "error")["code"], "forbidden");
-    send(
-        &mut ann,
-        "chat.delete",
-        json!({ "room": "lobby", "id": m["id"] }),
-    );
-    assert_eq!(wait_event(&mut bob, "chat.deleted")["id"], m["id"]);
-    assert_eq!(wait_event(&mut ann, "chat.delete")["id"], m["id"]);
-    send(&mut bob, "chat.history", json!({ "room": "lobby" }));
-    assert_eq!(expect(&mut bob, "chat.history")["messages"], json!([]));
-
-    // Kicked: out, may come back. Banned: out, may not, until unbanned.
-    moderate(&mut ann, "kick", "bob");
-    expect(&mut bob, "chat.kicked");
-    send(
-        &mut bob,
-        "chat.send",
-        json!({ "room": "lobby", "message": "?" }),
-    );
-    assert_eq!(expect(&mut bob, "error")["code"], "not_member");
-    send(&mut bob, "chat.join", json!({ "room": "lobby" }));
-    expect(&mut bob, "chat.join");
-    moderate(&mut ann, "ban", "bob");
-    assert_eq!(wait_event(&mut bob, "chat.banned")["user"], "bob");
-    send(&mut bob, "chat.join", json!({ "room": "lobby" }));
-    assert_eq!(wait_event(&mut bob, "error")["code"], "banned");
-    // A moderator cannot act on the owner.
-    moderate(&mut ann, "kick", "owner");
-    assert_eq!(wait_event(&mut ann, "error")["code"], "forbidden");
-    moderate(&mut owner, "unban", "bob");
-    assert_eq!(wait_event(&mut bob, "chat.unbanned")["user"], "bob");
-    send(&mut bob, "chat.join", json!({ "room": "lobby" }));
-    expect(&mut bob, "chat.join");
-
-    let (status, rooms) = admin_request(admin, "GET", "/rooms", "", None);
-    assert_eq!(status, 200);
-    let rooms: Value = serde_json::from_str(&rooms).unwrap();
-    assert_eq!(rooms[0]["moderators"], json!(["ann"]));
-    assert_eq!(rooms[0]["users"], json!(["ann", "bob", "owner"]));
-
-    // An entry written into the stream by something else comes as a value.
-    redis.cli(&["XADD", "room:lobby", "*", "entry", "5"]);
-    send(
-        &mut bob,
-        "chat.history",
-        json!({ "room": "lobby", "limit": 1 }),
-    );
-    let page = wait_event(&mut bob, "chat.history");
-    assert_eq!(page["messages"][0]["value"], 5, "{page}");
-
-    // A malformed history request does not join.
-    let mut eve = signed_in(&server, &redis, "e", "eve");
-    send(
-        &mut eve,
-        "chat.join",
-        json!({ "room": "lobby", "limit": 0 }),
-    );
-    assert_eq!(expect(&mut eve, "error")["code"], "bad_request");
-    send(&mut eve, "chat.members", json!({ "room": "lobby" }));
-    assert_eq!(expect(&mut eve, "error")["code"], "not_member");
-
-    // One user owns at most 10 rooms.
-    for i in 0..10 {
-        send(&mut eve, "chat.create", json!({ "room": format!("e{i}") }));
-        wait_event(&mut eve, "chat.create");
-    }
-    send(&mut eve, "chat.create", json!({ "room": "e10" }));
-    assert_eq!(wait_event(&mut eve, "error")["code"], "too_many_owned");
+    moderation_across(&redis, [&server; 3], admin);
 }
 
 #[test]
@@ -929,19 +692,6 @@ fn memory_store_with_sessions_over_the_admin_listener() {
     );
 }
 
-/// Skips messages until a `userlist` of `room` names exactly `users`.
-fn wait_userlist(c: &mut Client, users: &[&str]) {
-    let mut seen = Vec::new();
-    for _ in 0..20 {
-        let list = wait_event(c, "userlist");
-        if list["users"] == json!(users) {
-            return;
-        }
-        seen.push(list);
-    }
-    panic!("no userlist {users:?}; saw {seen:?}");
-}
-
 #[test]
 fn a_connection_that_changes_user_takes_the_old_one_out_of_its_rooms() {
     let redis = RedisServer::start();
@@ -1091,45 +841,4 @@ fn every_module_works_from_the_command_line_client() {
         history["data"]["messages"][0]["message"],
         "from the terminal"
     );
-}
-
-#[test]
-fn two_nodes_on_one_redis_reach_each_others_users() {
-    let redis = RedisServer::start();
-    let (one, _) = serve(&redis, &["--admin-user", "root"]);
-    let (two, _) = serve(&redis, &["--admin-user", "root"]);
-    let mut root = signed_in(&one, &redis, "r", "root");
-    let mut ann = signed_in(&one, &redis, "a", "ann");
-    let mut bob_here = signed_in(&one, &redis, "b1", "bob");
-    let mut bob_there = signed_in(&two, &redis, "b2", "bob");
-
-    // A private message reaches the recipient on both nodes: this node's connection
-    // directly, the other node's through the bus.
-    send(
-        &mut ann,
-        "private.send",
-        json!({ "to": "bob", "message": "across" }),
-    );
-    let taken = expect(&mut ann, "private.send");
-    for bob in [&mut bob_here, &mut bob_there] {
-        let got = expect(bob, "private.message");
-        assert_eq!(
-            (&got["message"], &got["id"]),
-            (&json!("across"), &taken["id"])
-        );
-    }
-    // A broadcast reaches every signed-in connection on every node, once.
-    send(&mut root, "admin.broadcast", json!({ "text": "all" }));
-    expect(&mut root, "broadcast");
-    expect(&mut root, "admin.broadcast");
-    for c in [&mut ann, &mut bob_here, &mut bob_there] {
-        assert_eq!(expect(c, "broadcast")["text"], "all");
-    }
-    // A kick closes the user's connections on every node with 4003.
-    send(&mut root, "admin.kick", json!({ "user": "bob" }));
-    expect(&mut root, "admin.kick");
-    assert_eq!(closed_with(&mut bob_here), 4003);
-    assert_eq!(closed_with(&mut bob_there), 4003);
-    // Nothing came twice: the sender's own node ignored its messages on the bus.
-    assert_eq!(whoami(&mut ann)["userId"], "ann");
 }

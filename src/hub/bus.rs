@@ -9,7 +9,11 @@ use super::*;
 ///
 /// - `{"node", "users": [..], "event", "data"}`: to every connection of `users`;
 /// - `{"node", "all": true, "event", "data"}`: to every signed-in connection;
-/// - `{"node", "kick": user, "reason"}`: close every connection of `user` with 4003.
+/// - `{"node", "kick": user, "reason"}`: close every connection of `user` with 4003;
+/// - `{"node", "room": name, "v": version, "state": {..} | null}`: room `name` is now
+///   `state` (a [`super::rooms::Room`] document; `null`: removed), published in the
+///   transaction that changed it, so that every node's mirror follows the changes in
+///   the order they were made.
 ///
 /// `node` tells a node its own messages, which it delivered when it sent them.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,6 +37,13 @@ pub enum BusMessage {
         user: UserId,
         reason: String,
     },
+    /// A room changed.
+    Room {
+        node: String,
+        room: String,
+        version: u64,
+        state: Value,
+    },
 }
 
 impl BusMessage {
@@ -41,7 +52,8 @@ impl BusMessage {
         match self {
             BusMessage::Deliver { node, .. }
             | BusMessage::All { node, .. }
-            | BusMessage::Kick { node, .. } => node,
+            | BusMessage::Kick { node, .. }
+            | BusMessage::Room { node, .. } => node,
         }
     }
 
@@ -56,6 +68,12 @@ impl BusMessage {
                 json!({ "all": true, "event": event, "data": data })
             }
             BusMessage::Kick { user, reason, .. } => json!({ "kick": user, "reason": reason }),
+            BusMessage::Room {
+                room,
+                version,
+                state,
+                ..
+            } => json!({ "room": room, "v": version, "state": state }),
         }
         .to_string();
         // `rest` is a non-empty object: `{"..":..}`; the node goes in front of its keys.
@@ -88,6 +106,16 @@ impl BusMessage {
             let reason = take_str("reason").unwrap_or_else(|| "kicked".into());
             let user = UserId::new(user);
             return Some(BusMessage::Kick { node, user, reason });
+        }
+        if let Some(room) = take_str("room") {
+            let version = m.get("v")?.as_u64()?;
+            let state = m.remove("state")?;
+            return Some(BusMessage::Room {
+                node,
+                room,
+                version,
+                state,
+            });
         }
         let event = take_str("event")?;
         let data = m.remove("data")?;
@@ -196,6 +224,7 @@ impl Hub {
     pub(super) fn on_bus(&self, payload: &str) {
         // This node's own messages come back to it; they were delivered when sent.
         if BusMessage::is_from(payload, &self.node) {
+            self.own_echo(payload);
             return;
         }
         let Some(message) = BusMessage::parse(payload) else {
@@ -213,6 +242,12 @@ impl Hub {
         }
         match message {
             BusMessage::Kick { user, reason, .. } => self.kick_here(&user, &reason),
+            BusMessage::Room {
+                room,
+                version,
+                state,
+                ..
+            } => self.room_changed(&room, version, &state),
             BusMessage::All { event, data, .. } => {
                 self.deliver_here(&self.held_by(None), &event, &data)
             }
@@ -276,6 +311,18 @@ mod tests {
                 user: "bob".into(),
                 reason: "spam".into(),
             },
+            BusMessage::Room {
+                node: "n3".into(),
+                room: "lobby".into(),
+                version: 4,
+                state: json!({"v": 4, "members": ["ann"]}),
+            },
+            BusMessage::Room {
+                node: "n3".into(),
+                room: "lobby".into(),
+                version: 5,
+                state: Value::Null,
+            },
         ];
         for m in all {
             assert_eq!(BusMessage::parse(&m.to_json()), Some(m.clone()), "{m:?}");
@@ -330,6 +377,9 @@ mod tests {
             r#"{"node":"x","users":"u","event":"e","data":1}"#,
             r#"{"node":"x","users":[{}],"event":"e","data":1}"#,
             r#"{"node":"x","data":1,"users":[]}"#,
+            r#"{"node":"x","room":"r","state":null}"#,
+            r#"{"node":"x","room":"r","v":"1","state":null}"#,
+            r#"{"node":"x","room":"r","v":1}"#,
         ] {
             assert_eq!(BusMessage::parse(bad), None, "{bad}");
         }

@@ -42,18 +42,6 @@ impl Hub {
         }
     }
 
-    /// Changes `room` with `change`, and returns what it returned with the members
-    /// right after, read under the same lock (see [`Hub::send_userlist`]).
-    pub(super) fn change_room<T>(
-        &self,
-        room: &str,
-        change: impl FnOnce(&mut Rooms) -> Result<T, RoomError>,
-    ) -> Result<(T, Vec<UserId>), Error> {
-        let mut st = self.state();
-        let result = change(&mut st.rooms)?;
-        Ok((result, members_of(&st, room)))
-    }
-
     pub(super) fn enter_room(&self, room: &str, user: &str, open: bool) -> Outcome {
         check_room_name(room, &self.config)?;
         let (joined, members) = self.change_room(room, |r| r.join(room, user, open))?;
@@ -166,16 +154,16 @@ impl Hub {
         let method = ctx.event().trim_start_matches("chat.");
         let action = Action::from_method(method)
             .ok_or_else(|| Error::BadRequest(format!("no such action {method}")))?;
-        // The members before and after, read under the lock the moderation takes: read
-        // later, a join in between would count as this action's change.
-        let (before, after) = {
-            let mut st = self.state();
-            let before = members_of(&st, &room);
-            st.rooms
-                .moderate(&room, &actor, action, &target, |u| self.is_admin(u))?;
-            let after = members_of(&st, &room);
-            (before, after)
-        };
+        // The members before and after, read in the change itself: read apart, a join
+        // in between would count as this action's change.
+        let (before, after) = self.change_room(&room, |r| {
+            let before: Vec<UserId> = r
+                .get(&room)
+                .map(|r| r.members.iter().cloned().collect())
+                .unwrap_or_default();
+            r.moderate(&room, &actor, action, &target, |u| self.is_admin(u))?;
+            Ok(before)
+        })?;
         let mut told = before.clone();
         if !told.contains(&target) {
             told.push(target.clone());

@@ -9,6 +9,7 @@
 //! | [`identity`] | who is whom: connections, sessions, users |
 //! | `sessions.rs` | connections opening and closing, `authenticate`, key events |
 //! | `bus.rs` | deliveries: this node's connections directly, other nodes by the bus |
+//! | `cluster.rs` | several nodes: shared rooms and their mirror, presence, heartbeats |
 //! | `notice.rs`, `private.rs`, `chat.rs`, `admin.rs` | the modules' events |
 //! | [`rooms`] | the room model: members, owners, moderators, bans, mutes |
 //! | `routes.rs` | the admin listener's routes |
@@ -20,17 +21,21 @@
 //! them; a node ignores its own messages there. The site's notifications come in on
 //! [`Config::notifications_channel`].
 //!
-//! Room state (members, owners, bans) is kept by the node its users are on; it is not
-//! shared between nodes yet. Histories are in the store and shared.
+//! Rooms (members, owners, moderators, bans, mutes) are documents of the shared store,
+//! each node holding a mirror of them; histories are in the store too. Which node holds
+//! which user is in the store, so a user leaves their rooms when their last connection
+//! on any node closes, or their node dies (see `cluster.rs`).
 //!
 //! Threads: one reads the bus, one the notifications, one the session keys' changes,
 //! and one times out connections that do not authenticate and expires in-memory keys.
-//! Each holds the hub weakly and ends when its channel closes.
+//! Each holds the hub weakly and ends when its channel closes. On a store shared by
+//! nodes (Redis), one more keeps this node's heartbeat and buries nodes that died.
 
 mod admin;
 pub mod auth;
 mod bus;
 mod chat;
+mod cluster;
 pub mod identity;
 mod ids;
 mod notice;
@@ -100,7 +105,8 @@ pub struct Config {
     pub max_text_chars: usize,
     /// Longest room name, in characters. Default 64.
     pub max_room_name_chars: usize,
-    /// Most rooms a node holds. Default 1000.
+    /// Most rooms at once, on the whole site (every node on the same store). Default
+    /// 1000.
     pub max_rooms: usize,
     /// Most rooms one user owns (made with `chat.create`). Default 10.
     pub max_rooms_per_user: usize,
@@ -113,6 +119,10 @@ pub struct Config {
     pub channel: String,
     /// The channel the site publishes notifications on. Default `notifications`.
     pub notifications_channel: String,
+    /// How long a node that stops renewing its heartbeat in the shared store counts as
+    /// alive; after that, another node takes its users out of their rooms. Renewed four
+    /// times within it. Default 10 s.
+    pub node_timeout: Duration,
 }
 
 impl Default for Config {
@@ -135,6 +145,7 @@ impl Default for Config {
             max_id_chars: 128,
             channel: "switchboard".into(),
             notifications_channel: "notifications".into(),
+            node_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -312,7 +323,13 @@ enum Way {
 /// What the hub holds under its lock.
 struct State {
     identity: Identity,
+    /// This node's mirror of every room of the site.
     rooms: Rooms,
+    /// The version of each room in the mirror.
+    room_versions: HashMap<String, u64>,
+    /// Rooms this node removed, with the version of the removal, until its message
+    /// comes back on the bus.
+    room_tombstones: HashMap<String, u64>,
     /// How each held session was presented.
     ways: HashMap<SessionId, Way>,
     /// Sessions presented the user-to-session way, by user: the key to watch is the
@@ -365,8 +382,13 @@ impl State {
 pub struct Hub {
     config: Config,
     stores: Stores,
-    /// Tells this node's deliveries from other nodes' on the bus.
+    /// Tells this node's deliveries from other nodes' on the bus; names it in the
+    /// shared store.
     node: String,
+    /// The shared store's namespace: the bus channel as a hash tag, `{switchboard}`.
+    ns: String,
+    /// What the liveness thread has to do again.
+    pending: Mutex<cluster::Pending>,
     state: Mutex<State>,
     server: OnceLock<WeakServer>,
     /// Where frames go instead of the server's connections ([`Hub::attach_sink`]).
@@ -420,13 +442,18 @@ impl Hub {
             listed_per_room: config.max_room_list,
         });
         let node = format!("{:016x}", crate::secure::random_u64());
+        let ns = format!("{{{}}}", config.channel);
         Arc::new(Hub {
             config,
             stores,
             node,
+            ns,
+            pending: Mutex::new(cluster::Pending::default()),
             state: Mutex::new(State {
                 identity: Identity::new(),
                 rooms,
+                room_versions: HashMap::new(),
+                room_tombstones: HashMap::new(),
                 ways: HashMap::new(),
                 user_sessions: HashMap::new(),
                 deadlines: HashMap::new(),
@@ -608,6 +635,9 @@ impl Hub {
         }
         let bus = self.stores.bus.subscribe(&self.config.channel)?;
         self.spawn("hub-bus", bus, |hub, payload: String| hub.on_bus(&payload))?;
+        if self.stores.bus.reaches_other_nodes() {
+            self.join_cluster()?;
+        }
         let notes = self
             .stores
             .bus
@@ -666,6 +696,9 @@ impl Hub {
                     "redis subscription back",
                     &[("channel", &channel)],
                 );
+                if channel == self.config.channel {
+                    self.bus_restored();
+                }
                 if channel.starts_with("__keyspace@") {
                     if let Some(redis) = &self.stores.redis {
                         // A restarted Redis forgot the setting.

@@ -8,9 +8,14 @@
 //! has no owner: admins moderate it, and the moderators they appoint.
 //!
 //! Membership is by user, not by connection: a user who joins from one tab is in the
-//! room in every tab, and leaves it when their last connection closes.
+//! room in every tab, and leaves it when their last connection closes, on every node.
+//!
+//! With several nodes, a room is one document in the shared store ([`Room::to_doc`]),
+//! changed by one rule at a time on a [`Rooms::one`] view of it; each node keeps a
+//! mirror of every room in a [`Rooms`] for the reads (who may send, who hears).
 
 use super::UserId;
+use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 
 /// Why a room operation was refused; each maps to an `error` code.
@@ -150,14 +155,69 @@ impl Room {
     }
 }
 
-/// Every room of this node.
+impl Room {
+    /// The room as a document of the shared store, with its `version`:
+    /// `{"v", "owner", "moderators", "members", "banned", "muted"}`.
+    pub fn to_doc(&self, version: u64) -> Value {
+        json!({
+            "v": version,
+            "owner": self.owner,
+            "moderators": self.moderators,
+            "members": self.members,
+            "banned": self.banned,
+            "muted": self.muted,
+        })
+    }
+
+    /// What is left of a removed room: its version alone, `{"v"}`.
+    pub fn tombstone(version: u64) -> Value {
+        json!({ "v": version })
+    }
+
+    /// Reads a document written by [`Room::to_doc`] or [`Room::tombstone`]: its version,
+    /// and the room (`None` for a tombstone). `None` when it is neither.
+    pub fn from_doc(doc: &Value) -> Option<(u64, Option<Room>)> {
+        let version = doc.get("v")?.as_u64()?;
+        if doc.get("members").is_none() {
+            return Some((version, None));
+        }
+        let set = |key: &str| -> Option<BTreeSet<UserId>> {
+            match doc.get(key) {
+                None | Some(Value::Null) => Some(BTreeSet::new()),
+                Some(Value::Array(a)) => a.iter().map(|u| u.as_str().map(UserId::from)).collect(),
+                Some(_) => None,
+            }
+        };
+        let owner = match doc.get("owner") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(o)) => Some(UserId::from(o.as_str())),
+            Some(_) => return None,
+        };
+        let room = Room {
+            owner,
+            moderators: set("moderators")?,
+            members: set("members")?,
+            banned: set("banned")?,
+            muted: set("muted")?,
+        };
+        Some((version, Some(room)))
+    }
+}
+
+/// Rooms and the rules that change them: every room of the site (a node's mirror), or
+/// one room with the counts of the others ([`Rooms::one`]).
 #[derive(Debug)]
 pub struct Rooms {
     rooms: HashMap<String, Room>,
     limits: Limits,
+    /// Rooms that count against [`Limits::rooms`] but are not in `rooms`.
+    other_rooms: usize,
+    /// Rooms each user owns that are not in `rooms`.
+    owned_elsewhere: HashMap<UserId, usize>,
 }
 
-/// How much a node's rooms may hold, so that no client can grow them without end.
+/// How much the rooms may hold, so that no client can grow them without end. With
+/// several nodes, they count for the whole site.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     /// Rooms at once.
@@ -174,12 +234,80 @@ impl Rooms {
         Rooms {
             rooms: HashMap::new(),
             limits,
+            other_rooms: 0,
+            owned_elsewhere: HashMap::new(),
         }
+    }
+
+    /// A view of one room, `name` (`None`: there is none), for one rule to change:
+    /// `other_rooms` and `owned_elsewhere` count the rooms beside it.
+    pub fn one(
+        limits: Limits,
+        name: &str,
+        room: Option<Room>,
+        other_rooms: usize,
+        owned_elsewhere: HashMap<UserId, usize>,
+    ) -> Self {
+        let mut rooms = HashMap::new();
+        if let Some(room) = room {
+            rooms.insert(name.to_owned(), room);
+        }
+        Rooms {
+            rooms,
+            limits,
+            other_rooms,
+            owned_elsewhere,
+        }
+    }
+
+    /// Sets room `name` to `room`, or removes it (`None`): a mirror following the store.
+    pub fn put(&mut self, name: &str, room: Option<Room>) {
+        match room {
+            Some(room) => self.rooms.insert(name.to_owned(), room),
+            None => self.rooms.remove(name),
+        };
+    }
+
+    /// How many rooms each user owns, but room `except`.
+    pub fn owned_counts(&self, except: &str) -> HashMap<UserId, usize> {
+        let mut counts: HashMap<UserId, usize> = HashMap::new();
+        for (name, r) in &self.rooms {
+            if let Some(owner) = r.owner.as_ref().filter(|_| name != except) {
+                *counts.entry(owner.clone()).or_default() += 1;
+            }
+        }
+        counts
+    }
+
+    /// The rooms `user` is in, sorted.
+    pub fn rooms_of(&self, user: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .rooms
+            .iter()
+            .filter(|(_, r)| r.members.contains(user))
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn count(&self) -> usize {
+        self.rooms.len() + self.other_rooms
     }
 
     /// A room, if it exists.
     pub fn get(&self, room: &str) -> Option<&Room> {
         self.rooms.get(room)
+    }
+
+    /// What bounds these rooms.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Every room, with its name.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Room)> {
+        self.rooms.iter()
     }
 
     /// The names of every room, sorted.
@@ -194,14 +322,15 @@ impl Rooms {
         if self.rooms.contains_key(room) {
             return Err(RoomError::Exists);
         }
-        if self.rooms.len() >= self.limits.rooms {
+        if self.count() >= self.limits.rooms {
             return Err(RoomError::TooMany);
         }
         let owned = self
             .rooms
             .values()
             .filter(|r| r.owner.as_deref() == Some(owner))
-            .count();
+            .count()
+            + self.owned_elsewhere.get(owner).copied().unwrap_or(0);
         if owned >= self.limits.owned_per_user {
             return Err(RoomError::TooManyOwned);
         }
@@ -221,7 +350,7 @@ impl Rooms {
             if !open {
                 return Err(RoomError::NoRoom);
             }
-            if self.rooms.len() >= self.limits.rooms {
+            if self.count() >= self.limits.rooms {
                 return Err(RoomError::TooMany);
             }
             self.rooms.insert(room.to_owned(), Room::default());
@@ -241,19 +370,6 @@ impl Rooms {
         }
         self.forget_if_done(room);
         Ok(())
-    }
-
-    /// `user` leaves every room (their last connection closed). Returns the rooms left.
-    pub fn leave_all(&mut self, user: &str) -> Vec<String> {
-        let left: Vec<String> = self
-            .rooms
-            .iter_mut()
-            .filter_map(|(name, r)| r.members.remove(user).then(|| name.clone()))
-            .collect();
-        for room in &left {
-            self.forget_if_done(room);
-        }
-        left
     }
 
     fn forget_if_done(&mut self, room: &str) {
@@ -382,12 +498,53 @@ mod tests {
         assert_eq!(rooms.check_send("lobby", "ann"), Err(RoomError::NotMember));
         // An owned room stays when empty; an open one goes.
         assert!(rooms.join("open", "ann", true).unwrap());
-        assert_eq!(rooms.leave_all("ann"), vec!["open".to_owned()]);
+        assert_eq!(rooms.rooms_of("ann"), ["open"]);
+        assert_eq!(rooms.rooms_of("bob"), ["lobby"]);
+        rooms.leave("open", "ann").unwrap();
         assert!(rooms.get("open").is_none());
         for u in ["owner", "mod", "bob"] {
             rooms.leave("lobby", u).unwrap();
         }
         assert!(rooms.get("lobby").is_some());
+    }
+
+    #[test]
+    fn a_room_crosses_the_store_as_it_was() {
+        let rooms = lobby();
+        let r = rooms.get("lobby").unwrap().clone();
+        let doc: Value = serde_json::from_str(&r.to_doc(7).to_string()).unwrap();
+        assert_eq!(Room::from_doc(&doc), Some((7, Some(r))));
+        assert_eq!(Room::from_doc(&Room::tombstone(8)), Some((8, None)));
+        let open = Room::default();
+        assert_eq!(Room::from_doc(&open.to_doc(1)), Some((1, Some(open))));
+        for bad in [
+            json!({}),
+            json!({"v": "1"}),
+            json!({"v": 1, "members": "ann"}),
+            json!({"v": 1, "members": [1]}),
+            json!({"v": 1, "members": [], "owner": 5}),
+        ] {
+            assert_eq!(Room::from_doc(&bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn one_room_counts_the_others() {
+        let limits = Limits {
+            rooms: 3,
+            owned_per_user: 2,
+            listed_per_room: 100,
+        };
+        let owned = HashMap::from([(UserId::from("ann"), 2)]);
+        let mut view = Rooms::one(limits, "c", None, 1, owned.clone());
+        assert_eq!(view.create("c", "ann"), Err(RoomError::TooManyOwned));
+        view.create("c", "bob").unwrap();
+        let mut full = Rooms::one(limits, "d", None, 3, owned);
+        assert_eq!(full.create("d", "bob"), Err(RoomError::TooMany));
+        assert_eq!(full.join("d", "bob", true), Err(RoomError::TooMany));
+        // A room that exists is not counted again.
+        let mut lobby = Rooms::one(limits, "lobby", Some(Room::default()), 3, HashMap::new());
+        assert_eq!(lobby.join("lobby", "bob", true), Ok(true));
     }
 
     #[test]

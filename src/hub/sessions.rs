@@ -134,6 +134,7 @@ impl Hub {
             });
             before
         };
+        self.hold_user(user);
         for old in before {
             self.user_may_be_gone(&old);
         }
@@ -163,26 +164,6 @@ impl Hub {
         drop(st);
         if let Some(user) = member.user {
             self.user_may_be_gone(&user);
-        }
-    }
-
-    /// If `user` has no connection left on this node, they leave every room.
-    pub(super) fn user_may_be_gone(&self, user: &UserId) {
-        let left = {
-            let mut st = self.state();
-            if !st.identity.connections_of(user).is_empty() {
-                return;
-            }
-            let left = st.rooms.leave_all(user);
-            left.into_iter()
-                .map(|room| {
-                    let members = chat::members_of(&st, &room);
-                    (room, members)
-                })
-                .collect::<Vec<_>>()
-        };
-        for (room, members) in left {
-            self.send_userlist(&room, members);
         }
     }
 

@@ -2,9 +2,9 @@
 //! default, so that switchboard runs on one box with no Redis; what it holds is lost
 //! on restart, and it does not reach other nodes.
 
-use super::{Bus, EntryId, Error, History, KeyEvent, Sessions};
+use super::{Bus, Decision, EntryId, Error, History, KeyEvent, Sessions, Shared, Write};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -257,6 +257,117 @@ impl Bus for MemoryBus {
 
     fn reaches_other_nodes(&self) -> bool {
         false
+    }
+}
+
+/// The shared state of one node: it is the only node, so nothing lapses, and what
+/// [`Shared::update`] would publish has nobody to reach. A removed document leaves no
+/// tombstone: no other node can still be hearing of it.
+#[derive(Default)]
+pub struct MemoryShared {
+    inner: Mutex<SharedInner>,
+}
+
+#[derive(Default)]
+struct SharedInner {
+    /// Documents by index, then name.
+    documents: HashMap<String, BTreeMap<String, String>>,
+    /// Names held, by node; and nodes holding, by name.
+    held: HashMap<String, BTreeSet<String>>,
+    holders: HashMap<String, BTreeSet<String>>,
+}
+
+impl MemoryShared {
+    /// No documents, and nothing held.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Shared for MemoryShared {
+    fn update(
+        &self,
+        ns: &str,
+        index: &str,
+        name: &str,
+        decide: &mut dyn FnMut(Option<&str>, usize) -> Decision,
+    ) -> Result<bool, Error> {
+        let mut inner = lock(&self.inner);
+        let docs = inner.documents.entry(format!("{ns}:{index}")).or_default();
+        let Some((write, _announce)) = decide(docs.get(name).map(String::as_str), docs.len())
+        else {
+            return Ok(false);
+        };
+        match write {
+            Write::Put(text) => docs.insert(name.to_owned(), text),
+            Write::Remove { .. } => docs.remove(name),
+        };
+        Ok(true)
+    }
+
+    fn documents(&self, ns: &str, index: &str) -> Result<Vec<(String, String)>, Error> {
+        let inner = lock(&self.inner);
+        Ok(inner
+            .documents
+            .get(&format!("{ns}:{index}"))
+            .map(|d| d.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default())
+    }
+
+    fn beat(&self, _: &str, _: &str, _: Duration) -> Result<bool, Error> {
+        Ok(true)
+    }
+
+    fn lapsed(&self, _: &str, _: &str) -> Result<Vec<String>, Error> {
+        Ok(Vec::new())
+    }
+
+    fn hold(&self, _: &str, node: &str, names: &[&str]) -> Result<(), Error> {
+        let mut inner = lock(&self.inner);
+        for name in names {
+            let name = (*name).to_owned();
+            inner
+                .held
+                .entry(node.to_owned())
+                .or_default()
+                .insert(name.clone());
+            inner
+                .holders
+                .entry(name)
+                .or_default()
+                .insert(node.to_owned());
+        }
+        Ok(())
+    }
+
+    fn release(&self, _: &str, node: &str, names: &[&str]) -> Result<Vec<String>, Error> {
+        let mut inner = lock(&self.inner);
+        let mut gone = Vec::new();
+        for name in names {
+            if let Some(held) = inner.held.get_mut(node) {
+                held.remove(*name);
+            }
+            let holders = inner.holders.entry((*name).to_owned()).or_default();
+            holders.remove(node);
+            if holders.is_empty() {
+                inner.holders.remove(*name);
+                gone.push((*name).to_owned());
+            }
+        }
+        Ok(gone)
+    }
+
+    fn held(&self, _: &str, node: &str) -> Result<Vec<String>, Error> {
+        let inner = lock(&self.inner);
+        Ok(inner
+            .held
+            .get(node)
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    fn bury(&self, _: &str, _: &str) -> Result<Option<Vec<String>>, Error> {
+        Ok(None)
     }
 }
 

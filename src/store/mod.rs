@@ -105,8 +105,8 @@ impl FromStr for EntryId {
     }
 }
 
-/// The three stores a hub works with, and the Redis back end behind them if that is
-/// what they are (for what only Redis has: keyspace settings, outage reports).
+/// The stores a hub works with, and the Redis back end behind them if that is what
+/// they are (for what only Redis has: keyspace settings, outage reports).
 #[derive(Clone)]
 pub struct Stores {
     /// Session keys.
@@ -115,6 +115,8 @@ pub struct Stores {
     pub history: Arc<dyn History>,
     /// Fan-out between nodes.
     pub bus: Arc<dyn Bus>,
+    /// State the nodes share: documents changed atomically, and which node holds what.
+    pub shared: Arc<dyn Shared>,
     /// The Redis back end, when the three are on Redis.
     pub redis: Option<Arc<redis::RedisStore>>,
 }
@@ -127,6 +129,7 @@ impl Stores {
             sessions: Arc::new(memory::MemorySessions::new()),
             history: Arc::new(memory::MemoryHistory::new(max_history)),
             bus: Arc::new(memory::MemoryBus::new()),
+            shared: Arc::new(memory::MemoryShared::new()),
             redis: None,
         }
     }
@@ -138,6 +141,7 @@ impl Stores {
             sessions: store.clone(),
             history: store.clone(),
             bus: store.clone(),
+            shared: store.clone(),
             redis: Some(store),
         })
     }
@@ -174,6 +178,68 @@ pub trait Bus: Send + Sync {
     fn reaches_other_nodes(&self) -> bool {
         true
     }
+}
+
+/// What [`Shared::update`] writes in place of a document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// The document's new text; its name is listed in the index.
+    Put(String),
+    /// The document is gone from the index; `tombstone` stays under its key for `ttl`,
+    /// so that a document made again under the same name carries on from it (its
+    /// version, say) while nodes may still hear of the old one.
+    Remove {
+        /// What stays under the key.
+        tombstone: String,
+        /// How long it stays.
+        ttl: Duration,
+    },
+}
+
+/// What [`Shared::update`]'s decision asks for: a write, and a message published on the
+/// bus in the same transaction, so that every node hears of the changes in the order
+/// they were made.
+pub type Decision = Option<(Write, Option<(String, String)>)>;
+
+/// The state several nodes share, in a namespace `ns` (a Redis hash tag such as
+/// `{switchboard}`, so that every key of it stays in one slot of a Redis Cluster):
+///
+/// - documents, listed by name in an index and changed atomically by read, decide,
+///   write (`{ns}:<index>` is the set of names, `{ns}:<index>:<name>` a document);
+/// - nodes that say they are alive (`{ns}:nodes`, and `{ns}:node:<id>` with a time to
+///   live), and the names each holds (`{ns}:held:<node>`, and `{ns}:holders:<name>` the
+///   nodes that hold a name), so that what a dead node held can be let go by another.
+///
+/// It knows names, not what they name.
+pub trait Shared: Send + Sync {
+    /// Reads document `name` of `index` (`None` when there is none) and how many names
+    /// the index lists, and gives both to `decide`. What it returns is written, and its
+    /// message published, atomically, provided neither changed since they were read;
+    /// otherwise they are read and `decide` is called again. `Ok(false)`: `decide`
+    /// wrote nothing.
+    fn update(
+        &self,
+        ns: &str,
+        index: &str,
+        name: &str,
+        decide: &mut dyn FnMut(Option<&str>, usize) -> Decision,
+    ) -> Result<bool, Error>;
+    /// Every document of `index`: name and text.
+    fn documents(&self, ns: &str, index: &str) -> Result<Vec<(String, String)>, Error>;
+    /// `node` is alive for `ttl` more, and listed among the nodes. Returns whether it
+    /// was listed already (`false` the first time, and after another node buried it).
+    fn beat(&self, ns: &str, node: &str, ttl: Duration) -> Result<bool, Error>;
+    /// The nodes listed whose time to live ran out, but `node`.
+    fn lapsed(&self, ns: &str, node: &str) -> Result<Vec<String>, Error>;
+    /// `node` holds `names`.
+    fn hold(&self, ns: &str, node: &str, names: &[&str]) -> Result<(), Error>;
+    /// `node` holds `names` no more; returns those of them no node holds now.
+    fn release(&self, ns: &str, node: &str, names: &[&str]) -> Result<Vec<String>, Error>;
+    /// What `node` holds, as the store knows it.
+    fn held(&self, ns: &str, node: &str) -> Result<Vec<String>, Error>;
+    /// Takes lapsed `node` off the list and lets go of all it held; returns the names
+    /// no node holds now. `None`: another caller buried it first (exactly one does).
+    fn bury(&self, ns: &str, node: &str) -> Result<Option<Vec<String>>, Error>;
 }
 
 #[cfg(test)]

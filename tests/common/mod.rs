@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod hub;
 pub mod redis;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
