@@ -2,11 +2,15 @@
 //! takes too.
 
 use crate::cli::{self, HasServer, Opt, Parsed};
+use serde_json::Value;
 use std::net::IpAddr;
 use std::sync::Arc;
 use switchboard::broker::{backend::Url, commands, Broker, BrokerHandler, Config};
 use switchboard::hub::Hub;
 use switchboard::server::{self, events::Builder, Server};
+
+/// The bus topic of the back-end bridge's commands relayed to every node.
+const RELAY_TOPIC: &str = "broker";
 
 /// The bridge's options as given.
 pub struct Bridge {
@@ -212,6 +216,23 @@ pub fn bridge_serve(builder: Builder, hub: &Arc<Hub>, broker: &Arc<Broker>) -> B
     broker.set_identity(Box::new(move |id| {
         known.upgrade().map(|h| h.known_of(id)).unwrap_or_default()
     }));
+    // Commands with `match` reach the connections of every node on the same store.
+    let nodes = Arc::downgrade(hub);
+    broker.set_relay(Box::new(move |list| {
+        if let Some(hub) = nodes.upgrade() {
+            // A failure is counted and logged by the hub.
+            let _ = hub.relay(RELAY_TOPIC, &Value::Array(list));
+        }
+    }));
+    let here = Arc::downgrade(broker);
+    hub.on_relay(
+        RELAY_TOPIC,
+        Arc::new(move |payload| {
+            if let Some(broker) = here.upgrade() {
+                broker.run_relayed(payload);
+            }
+        }),
+    );
     let (b1, b3, b4, b5) = (
         broker.clone(),
         broker.clone(),

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::admin_request;
 use common::hub::*;
 use common::redis::RedisServer;
 
@@ -108,4 +109,94 @@ fn a_killed_node_s_users_leave_their_rooms_in_time() {
         wait_event(&mut ann, "chat.message")["message"],
         "still here"
     );
+}
+
+#[test]
+fn the_listing_and_stats_of_every_node_on_any_node() {
+    let redis = RedisServer::start();
+    let (one, admin) = serve(&redis, &[]);
+    let (two, _) = serve(&redis, &[]);
+    let (mut three, _) = serve(&redis, &[]);
+    let _ann = signed_in(&one, &redis, "a", "ann");
+    let _bob = signed_in(&two, &redis, "b", "bob");
+    let _cat = signed_in(&three, &redis, "c", "cat");
+    let _anonymous = connect(&three, "/", &[]);
+
+    let (status, body) = admin_request(admin, "GET", "/cluster/connections", "", None);
+    assert_eq!(status, 200, "{body}");
+    let listing: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(listing["nodes"].as_array().unwrap().len(), 3, "{listing}");
+    assert_eq!(listing["missing"], json!([]));
+    let mut users: Vec<&str> = listing["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["userId"].as_str().unwrap())
+        .collect();
+    users.sort();
+    assert_eq!(users, ["__nouser__", "ann", "bob", "cat"]);
+    // Each entry names its node, and a node's entries are its own.
+    let nodes: std::collections::BTreeSet<&str> = listing["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes.len(), 3);
+
+    let (status, body) = admin_request(admin, "GET", "/cluster/stats", "", None);
+    assert_eq!(status, 200, "{body}");
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(stats["connections"], 4, "{stats}");
+
+    // A node that stopped answering, but whose heartbeat has not lapsed yet, is named
+    // as missing once the wait is over; the others still answer.
+    three.signal("STOP");
+    let asked = Instant::now();
+    let (status, body) = admin_request(admin, "GET", "/cluster/stats", "", None);
+    let took = asked.elapsed();
+    three.signal("CONT");
+    assert_eq!(status, 200, "{body}");
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(stats["missing"].as_array().unwrap().len(), 1, "{stats}");
+    assert_eq!(stats["connections"], 2, "{stats}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+#[test]
+fn the_bridge_s_commands_with_match_reach_every_node() {
+    let redis = RedisServer::start();
+    // No back end listens: this is about the commands the site POSTs.
+    let bridge = ["--backend", "http://127.0.0.1:9/", "--allow", "127.0.0.1"];
+    let (one, _) = serve(&redis, &bridge);
+    let (_two, admin_two) = serve(&redis, &bridge);
+    let (three, _) = serve(&redis, &bridge);
+    let mut here = signed_in(&one, &redis, "s1", "23");
+    let mut there = signed_in(&three, &redis, "s3", "23");
+    let mut other = signed_in(&three, &redis, "s4", "24");
+
+    let (status, body) = admin_request(
+        admin_two,
+        "POST",
+        "/broker",
+        r#"[{"type":"send","message":{"type":"to-23"},"match":{"userId":"23"}}]"#,
+        None,
+    );
+    assert_eq!((status, body.as_str()), (200, "[null]"));
+    for c in [&mut here, &mut there] {
+        let v: serde_json::Value = serde_json::from_str(&c.recv_text()).unwrap();
+        assert_eq!(v["type"], "to-23", "{v}");
+    }
+    // Closed on every node, and only theirs.
+    let (status, _) = admin_request(
+        admin_two,
+        "POST",
+        "/broker",
+        r#"[{"type":"close","match":{"userId":"23"}}]"#,
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(closed_with(&mut here), 1000);
+    assert_eq!(closed_with(&mut there), 1000);
+    assert_eq!(whoami(&mut other)["userId"], "24");
 }

@@ -122,6 +122,20 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Whether the command is for connections beyond the one whose event is answered
+    /// (a `match`, or none in a direct command): with several nodes, for every node's.
+    /// `list` and `log` are answered and written where they were sent.
+    pub fn reaches_every_node(&self, direct: bool) -> bool {
+        match self {
+            Command::Close(target)
+            | Command::Send { target, .. }
+            | Command::Session { target, .. } => direct || matches!(target, Target::Matching(_)),
+            Command::List(_) | Command::Log(_) => false,
+        }
+    }
+}
+
 /// Why one entry of the back end's list was not run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Skipped {

@@ -115,7 +115,11 @@ pub struct Broker {
     server: OnceLock<WeakServer>,
     log_budget: Mutex<LogBudget>,
     identity: OnceLock<Identity>,
+    relay: OnceLock<Relay>,
 }
+
+/// Hands commands to the other nodes' brokers ([`Broker::set_relay`]).
+pub type Relay = Box<dyn Fn(Vec<Value>) + Send + Sync>;
 
 /// What another part of the program knows of a connection, added to its
 /// `sessionInfo` whenever that is read: under `serve`, its `userId`, `sessionId` and
@@ -148,6 +152,7 @@ impl Broker {
             server: OnceLock::new(),
             log_budget: Mutex::new(LogBudget::new(60)),
             identity: OnceLock::new(),
+            relay: OnceLock::new(),
         })
     }
 
@@ -155,6 +160,29 @@ impl Broker {
     /// read (events, `match`, `list`). Once only.
     pub fn set_identity(&self, identity: Identity) {
         let _ = self.identity.set(identity);
+    }
+
+    /// Hands the commands that reach beyond one connection (a `match`, or a direct
+    /// command without one) to `relay` too, for the other nodes' connections; they run
+    /// there with [`Broker::run_relayed`]. Once only.
+    pub fn set_relay(&self, relay: Relay) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// Commands another node's broker ran and relayed: each runs here on this node's
+    /// connections, as a direct command would; `list` and `log` do not come.
+    pub fn run_relayed(&self, payload: &Value) {
+        let Value::Array(list) = payload else {
+            self.count("backend_commands_skipped");
+            return;
+        };
+        for entry in list {
+            if let Ok(command) = commands::read_command(entry) {
+                if command.reaches_every_node(true) {
+                    self.apply(command, None);
+                }
+            }
+        }
     }
 
     /// A connection's `sessionInfo` with what [`Broker::set_identity`] adds; the
@@ -466,9 +494,16 @@ impl Broker {
     /// POSTed directly. Returns one entry per command: `null`, or for `list` the
     /// matching connections' `sessionInfo`.
     pub fn run(&self, list: &[Value], origin: Option<ConnId>) -> Vec<Value> {
-        list.iter()
+        let mut relayed = Vec::new();
+        let answers = list
+            .iter()
             .map(|entry| match commands::read_command(entry) {
-                Ok(command) => self.apply(command, origin),
+                Ok(command) => {
+                    if self.relay.get().is_some() && command.reaches_every_node(origin.is_none()) {
+                        relayed.push(entry.clone());
+                    }
+                    self.apply(command, origin)
+                }
                 Err(why) => {
                     self.count("backend_commands_skipped");
                     let max = self
@@ -483,7 +518,11 @@ impl Broker {
                     Value::Null
                 }
             })
-            .collect()
+            .collect();
+        if let (Some(relay), false) = (self.relay.get(), relayed.is_empty()) {
+            relay(relayed);
+        }
+        answers
     }
 
     /// The connections `target` selects, in id order.

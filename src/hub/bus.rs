@@ -13,7 +13,11 @@ use super::*;
 /// - `{"node", "room": name, "v": version, "state": {..} | null}`: room `name` is now
 ///   `state` (a [`super::rooms::Room`] document; `null`: removed), published in the
 ///   transaction that changed it, so that every node's mirror follows the changes in
-///   the order they were made.
+///   the order they were made;
+/// - `{"node", "ask": what, "reply": key}`: every node answers `what` (`connections`,
+///   `stats`) under `key` in the shared store, for the node that asks;
+/// - `{"node", "relay": topic, "payload": ..}`: for the handler of `topic` on every
+///   node ([`Hub::on_relay`]), such as the back-end bridge's commands.
 ///
 /// `node` tells a node its own messages, which it delivered when it sent them.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,6 +48,18 @@ pub enum BusMessage {
         version: u64,
         state: Value,
     },
+    /// A question for every node, answered in the shared store.
+    Ask {
+        node: String,
+        what: String,
+        reply: String,
+    },
+    /// Something for a part of the program on every node.
+    Relay {
+        node: String,
+        topic: String,
+        payload: Value,
+    },
 }
 
 impl BusMessage {
@@ -53,7 +69,9 @@ impl BusMessage {
             BusMessage::Deliver { node, .. }
             | BusMessage::All { node, .. }
             | BusMessage::Kick { node, .. }
-            | BusMessage::Room { node, .. } => node,
+            | BusMessage::Room { node, .. }
+            | BusMessage::Ask { node, .. }
+            | BusMessage::Relay { node, .. } => node,
         }
     }
 
@@ -74,6 +92,10 @@ impl BusMessage {
                 state,
                 ..
             } => json!({ "room": room, "v": version, "state": state }),
+            BusMessage::Ask { what, reply, .. } => json!({ "ask": what, "reply": reply }),
+            BusMessage::Relay { topic, payload, .. } => {
+                json!({ "relay": topic, "payload": payload })
+            }
         }
         .to_string();
         // `rest` is a non-empty object: `{"..":..}`; the node goes in front of its keys.
@@ -106,6 +128,18 @@ impl BusMessage {
             let reason = take_str("reason").unwrap_or_else(|| "kicked".into());
             let user = UserId::new(user);
             return Some(BusMessage::Kick { node, user, reason });
+        }
+        if let Some(what) = take_str("ask") {
+            let reply = take_str("reply")?;
+            return Some(BusMessage::Ask { node, what, reply });
+        }
+        if let Some(topic) = take_str("relay") {
+            let payload = m.remove("payload")?;
+            return Some(BusMessage::Relay {
+                node,
+                topic,
+                payload,
+            });
         }
         if let Some(room) = take_str("room") {
             let version = m.get("v")?.as_u64()?;
@@ -248,6 +282,8 @@ impl Hub {
                 state,
                 ..
             } => self.room_changed(&room, version, &state),
+            BusMessage::Ask { what, reply, .. } => self.asked(&what, &reply),
+            BusMessage::Relay { topic, payload, .. } => self.relayed(&topic, &payload),
             BusMessage::All { event, data, .. } => {
                 self.deliver_here(&self.held_by(None), &event, &data)
             }
@@ -323,6 +359,16 @@ mod tests {
                 version: 5,
                 state: Value::Null,
             },
+            BusMessage::Ask {
+                node: "n1".into(),
+                what: "stats".into(),
+                reply: "ask:00ff".into(),
+            },
+            BusMessage::Relay {
+                node: "n2".into(),
+                topic: "broker".into(),
+                payload: json!([{"send": "hi", "match": {"userId": "ann"}}]),
+            },
         ];
         for m in all {
             assert_eq!(BusMessage::parse(&m.to_json()), Some(m.clone()), "{m:?}");
@@ -380,6 +426,8 @@ mod tests {
             r#"{"node":"x","room":"r","state":null}"#,
             r#"{"node":"x","room":"r","v":"1","state":null}"#,
             r#"{"node":"x","room":"r","v":1}"#,
+            r#"{"node":"x","ask":"stats"}"#,
+            r#"{"node":"x","relay":"broker"}"#,
         ] {
             assert_eq!(BusMessage::parse(bad), None, "{bad}");
         }

@@ -73,7 +73,7 @@ struct Changed<T> {
 impl Hub {
     /// `text` from another node or a client, cut to the server's
     /// `max_logged_input_bytes` for a log line.
-    fn clip<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+    pub(super) fn clip<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
         let max = self
             .server()
             .map_or(256, |s| s.config().max_logged_input_bytes);
@@ -482,10 +482,13 @@ impl Hub {
         if beating_since.elapsed() < self.config.node_timeout {
             return;
         }
-        let Ok(lapsed) = self.stores.shared.lapsed(&self.ns, &self.node) else {
+        let Ok(nodes) = self.stores.shared.nodes(&self.ns) else {
             return;
         };
-        for node in lapsed {
+        let lapsed = nodes
+            .into_iter()
+            .filter(|(node, alive)| !alive && *node != self.node);
+        for (node, _) in lapsed {
             match self.stores.shared.bury(&self.ns, &node) {
                 Ok(Some(gone)) => {
                     self.count("nodes_buried");

@@ -10,6 +10,7 @@
 //! | `sessions.rs` | connections opening and closing, `authenticate`, key events |
 //! | `bus.rs` | deliveries: this node's connections directly, other nodes by the bus |
 //! | `cluster.rs` | several nodes: shared rooms and their mirror, presence, heartbeats |
+//! | `gather.rs` | listings gathered from every node, payloads relayed to every node |
 //! | `notice.rs`, `private.rs`, `chat.rs`, `admin.rs` | the modules' events |
 //! | [`rooms`] | the room model: members, owners, moderators, bans, mutes |
 //! | `routes.rs` | the admin listener's routes |
@@ -36,6 +37,7 @@ pub mod auth;
 mod bus;
 mod chat;
 mod cluster;
+mod gather;
 pub mod identity;
 mod ids;
 mod notice;
@@ -48,6 +50,7 @@ mod sessions;
 mod testing;
 
 pub use bus::read_notification;
+pub use gather::RelayHandler;
 
 use crate::server::events::{Builder, Ctx};
 use crate::server::log::{Level, LogBudget};
@@ -123,6 +126,9 @@ pub struct Config {
     /// alive; after that, another node takes its users out of their rooms. Renewed four
     /// times within it. Default 10 s.
     pub node_timeout: Duration,
+    /// How long a listing of every node (`/cluster/...`) waits for the other nodes'
+    /// answers; a node that has not answered by then is named as missing. Default 2 s.
+    pub gather_timeout: Duration,
 }
 
 impl Default for Config {
@@ -146,6 +152,7 @@ impl Default for Config {
             channel: "switchboard".into(),
             notifications_channel: "notifications".into(),
             node_timeout: Duration::from_secs(10),
+            gather_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -389,6 +396,8 @@ pub struct Hub {
     ns: String,
     /// What the liveness thread has to do again.
     pending: Mutex<cluster::Pending>,
+    /// Handlers of payloads relayed from other nodes, by topic.
+    relays: Mutex<HashMap<String, RelayHandler>>,
     state: Mutex<State>,
     server: OnceLock<WeakServer>,
     /// Where frames go instead of the server's connections ([`Hub::attach_sink`]).
@@ -449,6 +458,7 @@ impl Hub {
             node,
             ns,
             pending: Mutex::new(cluster::Pending::default()),
+            relays: Mutex::new(HashMap::new()),
             state: Mutex::new(State {
                 identity: Identity::new(),
                 rooms,

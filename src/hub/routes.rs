@@ -57,6 +57,29 @@ impl Hub {
                 ))
             }
             ("GET", "/stats") => ok(self.stats()),
+            ("GET", "/cluster/stats") => Some(self.cluster_route("stats", |answers| {
+                let connections: u64 = answers
+                    .iter()
+                    .filter_map(|a| a.get("connections")?.as_u64())
+                    .sum();
+                json!({ "connections": connections, "nodes": answers })
+            })),
+            ("GET", "/cluster/connections") => Some(self.cluster_route("connections", |answers| {
+                let mut all = Vec::new();
+                let mut nodes = Vec::new();
+                for a in answers {
+                    let node = a.get("node").cloned().unwrap_or(Value::Null);
+                    nodes.push(node.clone());
+                    if let Some(Value::Array(list)) = a.get("connections") {
+                        for c in list {
+                            let mut c = c.clone();
+                            c["node"] = node.clone();
+                            all.push(c);
+                        }
+                    }
+                }
+                json!({ "connections": all, "nodes": nodes })
+            })),
             ("POST", "/notify") => {
                 let text = std::str::from_utf8(request.body).unwrap_or("");
                 if read_notification(text).is_none() {
@@ -102,6 +125,19 @@ impl Hub {
                 Some(self.admin_session(method, &key, request))
             }
             _ => None,
+        }
+    }
+
+    /// A route answered by every live node: `shape` makes the body of their answers,
+    /// and `missing` names the nodes that did not answer in time.
+    fn cluster_route(&self, what: &str, shape: impl FnOnce(&[Value]) -> Value) -> AdminResponse {
+        match self.ask_all(what) {
+            Ok(g) => {
+                let mut body = shape(&g.answers);
+                body["missing"] = json!(g.missing);
+                AdminResponse::new(200, body)
+            }
+            Err(e) => AdminResponse::error(503, &e.to_string()),
         }
     }
 

@@ -318,7 +318,7 @@ impl Shared for MemoryShared {
         Ok(true)
     }
 
-    fn lapsed(&self, _: &str, _: &str) -> Result<Vec<String>, Error> {
+    fn nodes(&self, _: &str) -> Result<Vec<(String, bool)>, Error> {
         Ok(Vec::new())
     }
 
@@ -368,6 +368,14 @@ impl Shared for MemoryShared {
 
     fn bury(&self, _: &str, _: &str) -> Result<Option<Vec<String>>, Error> {
         Ok(None)
+    }
+
+    fn answer(&self, _: &str, _: &str, _: &str, _: Duration) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn gather(&self, _: &str, _: &str, _: usize, _: Duration) -> Result<Vec<String>, Error> {
+        Ok(Vec::new())
     }
 }
 

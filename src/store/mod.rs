@@ -208,7 +208,8 @@ pub type Decision = Option<(Write, Option<(String, String)>)>;
 ///   write (`{ns}:<index>` is the set of names, `{ns}:<index>:<name>` a document);
 /// - nodes that say they are alive (`{ns}:nodes`, and `{ns}:node:<id>` with a time to
 ///   live), and the names each holds (`{ns}:held:<node>`, and `{ns}:holders:<name>` the
-///   nodes that hold a name), so that what a dead node held can be let go by another.
+///   nodes that hold a name), so that what a dead node held can be let go by another;
+/// - answers one node gathers from the others (`{ns}:<key>`, a list that expires).
 ///
 /// It knows names, not what they name.
 pub trait Shared: Send + Sync {
@@ -229,8 +230,8 @@ pub trait Shared: Send + Sync {
     /// `node` is alive for `ttl` more, and listed among the nodes. Returns whether it
     /// was listed already (`false` the first time, and after another node buried it).
     fn beat(&self, ns: &str, node: &str, ttl: Duration) -> Result<bool, Error>;
-    /// The nodes listed whose time to live ran out, but `node`.
-    fn lapsed(&self, ns: &str, node: &str) -> Result<Vec<String>, Error>;
+    /// Every node listed, and whether its time to live still runs.
+    fn nodes(&self, ns: &str) -> Result<Vec<(String, bool)>, Error>;
     /// `node` holds `names`.
     fn hold(&self, ns: &str, node: &str, names: &[&str]) -> Result<(), Error>;
     /// `node` holds `names` no more; returns those of them no node holds now.
@@ -240,6 +241,16 @@ pub trait Shared: Send + Sync {
     /// Takes lapsed `node` off the list and lets go of all it held; returns the names
     /// no node holds now. `None`: another caller buried it first (exactly one does).
     fn bury(&self, ns: &str, node: &str) -> Result<Option<Vec<String>>, Error>;
+    /// Adds `text` to the answers gathered under `key`, which are kept for `ttl`.
+    fn answer(&self, ns: &str, key: &str, text: &str, ttl: Duration) -> Result<(), Error>;
+    /// Takes up to `count` answers gathered under `key`, waiting for them up to `wait`.
+    fn gather(
+        &self,
+        ns: &str,
+        key: &str,
+        count: usize,
+        wait: Duration,
+    ) -> Result<Vec<String>, Error>;
 }
 
 #[cfg(test)]

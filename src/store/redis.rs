@@ -885,21 +885,19 @@ impl Shared for RedisStore {
         Ok(added == 0)
     }
 
-    fn lapsed(&self, ns: &str, node: &str) -> Result<Vec<String>, Error> {
+    fn nodes(&self, ns: &str) -> Result<Vec<(String, bool)>, Error> {
         let nodes: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(format!("{ns}:nodes")))?;
-        let others: Vec<String> = nodes.into_iter().filter(|n| n != node).collect();
-        if others.is_empty() {
-            return Ok(others);
+        if nodes.is_empty() {
+            return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
-        for n in &others {
+        for n in &nodes {
             pipe.cmd("EXISTS").arg(format!("{ns}:node:{n}"));
         }
         let alive: Vec<i64> = self.run(|conn| pipe.query(conn))?;
-        Ok(others
+        Ok(nodes
             .into_iter()
-            .zip(alive)
-            .filter_map(|(n, a)| (a == 0).then_some(n))
+            .zip(alive.into_iter().map(|a| a > 0))
             .collect())
     }
 
@@ -938,6 +936,54 @@ impl Shared for RedisStore {
 
     fn held(&self, ns: &str, node: &str) -> Result<Vec<String>, Error> {
         self.query(redis::cmd("SMEMBERS").arg(format!("{ns}:held:{node}")))
+    }
+
+    fn answer(&self, ns: &str, key: &str, text: &str, ttl: Duration) -> Result<(), Error> {
+        let key = format!("{ns}:{key}");
+        self.run(|conn| {
+            redis::pipe()
+                .cmd("RPUSH")
+                .arg(&key)
+                .arg(text)
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(&key)
+                .arg(ttl.as_millis().max(1) as u64)
+                .ignore()
+                .query(conn)
+        })
+    }
+
+    /// `BLPOP`, each call waiting at most a quarter of the store's deadline, so that
+    /// the socket's timeout (half of it) never cuts a wait short.
+    fn gather(
+        &self,
+        ns: &str,
+        key: &str,
+        count: usize,
+        wait: Duration,
+    ) -> Result<Vec<String>, Error> {
+        let key = format!("{ns}:{key}");
+        let until = Instant::now() + wait;
+        let mut out = Vec::new();
+        while out.len() < count {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let block = left
+                .min(self.config.timeout / 4)
+                .max(Duration::from_millis(10));
+            let got: Option<(String, String)> = self.query(
+                redis::cmd("BLPOP")
+                    .arg(&key)
+                    .arg(format!("{:.3}", block.as_secs_f64())),
+            )?;
+            if let Some((_, text)) = got {
+                out.push(text);
+            }
+        }
+        Ok(out)
     }
 
     fn bury(&self, ns: &str, node: &str) -> Result<Option<Vec<String>>, Error> {
