@@ -9,6 +9,9 @@ use super::*;
 ///
 /// - `{"node", "users": [..], "event", "data"}`: to every connection of `users`;
 /// - `{"node", "all": true, "event", "data"}`: to every signed-in connection;
+/// - `{"node", "to_room": name, "event", "data"}`: to every connection of the room's
+///   members, as each node's mirror of the room lists them (one message for a room of
+///   any size);
 /// - `{"node", "kick": user, "reason"}`: close every connection of `user` with 4003;
 /// - `{"node", "room": name, "v": version, "state": {..} | null}`: room `name` is now
 ///   `state` (a [`super::rooms::Room`] document; `null`: removed), published in the
@@ -26,6 +29,13 @@ pub enum BusMessage {
     Deliver {
         node: String,
         users: Vec<UserId>,
+        event: String,
+        data: Value,
+    },
+    /// An event for the members of a room.
+    ToRoom {
+        node: String,
+        room: String,
         event: String,
         data: Value,
     },
@@ -67,6 +77,7 @@ impl BusMessage {
     pub fn node(&self) -> &str {
         match self {
             BusMessage::Deliver { node, .. }
+            | BusMessage::ToRoom { node, .. }
             | BusMessage::All { node, .. }
             | BusMessage::Kick { node, .. }
             | BusMessage::Room { node, .. }
@@ -82,6 +93,9 @@ impl BusMessage {
             BusMessage::Deliver {
                 users, event, data, ..
             } => json!({ "users": users, "event": event, "data": data }),
+            BusMessage::ToRoom {
+                room, event, data, ..
+            } => json!({ "to_room": room, "event": event, "data": data }),
             BusMessage::All { event, data, .. } => {
                 json!({ "all": true, "event": event, "data": data })
             }
@@ -151,8 +165,17 @@ impl BusMessage {
                 state,
             });
         }
+        let to_room = take_str("to_room");
         let event = take_str("event")?;
         let data = m.remove("data")?;
+        if let Some(room) = to_room {
+            return Some(BusMessage::ToRoom {
+                node,
+                room,
+                event,
+                data,
+            });
+        }
         if m.get("all").and_then(Value::as_bool) == Some(true) {
             return Some(BusMessage::All { node, event, data });
         }
@@ -185,6 +208,18 @@ impl Hub {
         self.forward(|| BusMessage::Deliver {
             node: self.node.clone(),
             users: users.to_vec(),
+            event: event.to_owned(),
+            data: data.clone(),
+        })
+    }
+
+    /// Sends `event` to every connection of the members of `room` on every node, as
+    /// each node's mirror lists them: one message on the bus whatever the room's size.
+    pub(super) fn publish_room(&self, room: &str, event: &str, data: &Value) -> Outcome {
+        self.deliver_here(&self.held_by(Some(&self.members(room))), event, data);
+        self.forward(|| BusMessage::ToRoom {
+            node: self.node.clone(),
+            room: room.to_owned(),
             event: event.to_owned(),
             data: data.clone(),
         })
@@ -287,6 +322,9 @@ impl Hub {
             BusMessage::All { event, data, .. } => {
                 self.deliver_here(&self.held_by(None), &event, &data)
             }
+            BusMessage::ToRoom {
+                room, event, data, ..
+            } => self.deliver_here(&self.held_by(Some(&self.members(&room))), &event, &data),
             BusMessage::Deliver {
                 users, event, data, ..
             } => self.deliver_here(&self.held_by(Some(&users)), &event, &data),
@@ -341,6 +379,12 @@ mod tests {
                 node: "n1".into(),
                 event: "admin.broadcast".into(),
                 data: json!("all of you"),
+            },
+            BusMessage::ToRoom {
+                node: "n1".into(),
+                room: "lobby".into(),
+                event: "chat.message".into(),
+                data: json!({"message": "hi"}),
             },
             BusMessage::Kick {
                 node: "n2".into(),

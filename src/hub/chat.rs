@@ -113,7 +113,7 @@ impl Hub {
             .append(&Self::room_stream(&room), &entry)?;
         let mut sent = entry;
         sent["id"] = json!(id.to_string());
-        self.publish(&self.members(&room), "chat.message", &sent, None)?;
+        self.publish_room(&room, "chat.message", &sent)?;
         // Answered like every other request, so that a sender can tell a message
         // taken from one lost (its chat.message may come on another connection).
         ctx.reply("chat.send", sent);
@@ -140,7 +140,7 @@ impl Hub {
             return Err(Error::NotFound);
         }
         let data = json!({ "room": room, "id": id.to_string(), "by": user });
-        self.publish(&self.members(&room), "chat.deleted", &data, None)?;
+        self.publish_room(&room, "chat.deleted", &data)?;
         // A moderator or admin outside the room hears of it too.
         ctx.reply("chat.delete", data);
         Ok(())
