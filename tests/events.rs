@@ -331,3 +331,44 @@ fn a_quiet_connection_gives_back_its_read_buffer_and_still_talks() {
     c.send_text(r#"{"event":"echo","data":"small"}"#);
     assert_eq!(event(&mut c).1, json!("small"));
 }
+
+/// Two programs built on `Server::builder()` share one Redis: `reply_all` on one
+/// reaches the other's connections, and `emit_all` runs the handlers of both.
+#[test]
+fn reply_all_and_emit_all_reach_every_node_on_one_redis() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use switchboard::store::redis::{Config, RedisStore};
+    let redis = common::redis::RedisServer::start();
+    let ticks: Arc<[AtomicUsize; 2]> = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let node = |i: usize| {
+        let store = Arc::new(RedisStore::new(Config::new(&redis.url())).unwrap());
+        let ticks = ticks.clone();
+        Running::start(
+            Server::builder()
+                .nodes(store, "app")
+                .on("say", |ctx: &Ctx, data: &Value| {
+                    ctx.reply_all("said", data.clone());
+                })
+                .on("tick", move |ctx: &Ctx, data: &Value| {
+                    assert!(ctx.conn().is_none());
+                    ticks[i].fetch_add(data.as_u64().unwrap() as usize, Ordering::SeqCst);
+                }),
+        )
+    };
+    let one = node(0);
+    let two = node(1);
+    let mut here = one.client();
+    let mut there = two.client();
+    here.send_text(r#"{"event":"say","data":"hello"}"#);
+    for c in [&mut here, &mut there] {
+        assert_eq!(event(c), ("said".to_owned(), json!("hello")));
+    }
+    two.server.emit_all("tick", &json!(5)).unwrap();
+    assert!(wait_until(TIMEOUT, || ticks
+        .iter()
+        .all(|t| t.load(Ordering::SeqCst) == 5)));
+    // Once each, not once per node that heard it.
+    there.send_text(r#"{"event":"say","data":"again"}"#);
+    assert_eq!(event(&mut here), ("said".to_owned(), json!("again")));
+    assert_eq!(event(&mut there), ("said".to_owned(), json!("again")));
+}

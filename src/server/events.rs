@@ -179,6 +179,7 @@ impl Server {
             http: None,
             otherwise: None,
             health: None,
+            nodes: None,
         }
     }
 
@@ -193,9 +194,12 @@ impl Server {
     }
 
     /// Sends `event` to every open connection: encoded once, shared by all. Returns how
-    /// many took it.
+    /// many of this node's took it. With [`Builder::nodes`], every other node's
+    /// connections get it too, through the bus.
     pub fn reply_all(&self, event: &str, data: &Value) -> usize {
-        self.broadcast(&Frame::text(&envelope(event, data)))
+        let taken = self.broadcast(&Frame::text(&envelope(event, data)));
+        self.reply_all_nodes(event, data);
+        taken
     }
 
     /// Sends `event` to the open connections among `ids`, encoded once. Returns how
@@ -219,6 +223,7 @@ pub struct Builder {
     http: Option<HttpHook>,
     otherwise: Option<Otherwise>,
     health: Option<HealthHook>,
+    nodes: Option<(Arc<dyn crate::store::Bus>, String)>,
 }
 
 /// Answers plain HTTP requests on the WebSocket port ([`Handler::on_http`]).
@@ -313,6 +318,15 @@ impl Builder {
         self
     }
 
+    /// Shares `bus` (a [`crate::store::redis::RedisStore`], for nodes on one Redis)
+    /// with the other nodes on `channel`: [`Server::reply_all`] reaches their
+    /// connections, and [`Server::emit_all`] calls the handlers of an event on all of
+    /// them (see [`super::nodes`]). The subscription is made by [`Builder::build`].
+    pub fn nodes(mut self, bus: Arc<dyn crate::store::Bus>, channel: &str) -> Self {
+        self.nodes = Some((bus, channel.to_owned()));
+        self
+    }
+
     /// The server, ready to [`Server::run`].
     pub fn build(self) -> io::Result<Server> {
         let emitter = Emitter {
@@ -327,6 +341,16 @@ impl Builder {
         let wants_log = emitter.listeners.contains_key("log");
         let emitter = Arc::new(emitter);
         let server = Server::new(self.config, Shared(emitter.clone()))?;
+        let from_nodes = emitter.clone();
+        let emit: super::nodes::Emit = Box::new(move |server, event, data| {
+            from_nodes.emit(server, None, event, data);
+        });
+        match self.nodes {
+            Some((bus, channel)) => super::nodes::join(&server, bus, &channel, emit)?,
+            None => {
+                let _ = server.shared.emit.set(emit);
+            }
+        }
         if wants_log {
             let weak = Arc::downgrade(&server.shared);
             server

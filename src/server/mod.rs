@@ -42,6 +42,7 @@ mod handler;
 mod http;
 pub mod log;
 pub mod metrics;
+pub mod nodes;
 mod outbound;
 mod reader;
 mod writer;
@@ -181,6 +182,10 @@ pub(crate) struct Shared {
     /// Threads started and not yet ended (readers, writers, the rejecter), for tests
     /// and metrics.
     threads: AtomicUsize,
+    /// The bus shared with other nodes, when the program joined one.
+    nodes: std::sync::OnceLock<nodes::Nodes>,
+    /// The event handlers, for an `emit_all` from any node.
+    emit: std::sync::OnceLock<nodes::Emit>,
 }
 
 impl Shared {
@@ -254,6 +259,8 @@ impl Server {
                 shutting_down: AtomicBool::new(false),
                 local_addr: Mutex::new(None),
                 threads: AtomicUsize::new(0),
+                nodes: std::sync::OnceLock::new(),
+                emit: std::sync::OnceLock::new(),
             }),
         })
     }
