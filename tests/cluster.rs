@@ -5,12 +5,16 @@
 
 mod common;
 
-use common::admin_request;
 use common::hub::*;
 use common::redis::RedisServer;
+use common::{admin_request, wait_until, Server, TIMEOUT};
 
 use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
 use std::time::{Duration, Instant};
+use switchboard::client::{EventClient, Incoming, Options, Sender};
 
 #[test]
 fn two_nodes_on_one_redis_reach_each_others_users() {
@@ -199,4 +203,270 @@ fn the_bridge_s_commands_with_match_reach_every_node() {
     assert_eq!(closed_with(&mut here), 1000);
     assert_eq!(closed_with(&mut there), 1000);
     assert_eq!(whoami(&mut other)["userId"], "24");
+}
+
+/// What the clients of the rolling restart saw, shared by their threads.
+#[derive(Default)]
+struct Seen {
+    /// Per client: whether it is connected now, and how many times it got ready.
+    connected: Vec<bool>,
+    readies: Vec<usize>,
+    /// Per client: the ids of its room's messages it got, live or recovered.
+    got: Vec<std::collections::BTreeSet<String>>,
+    /// Per room: the ids of the messages answered as taken.
+    acked: Vec<std::collections::BTreeSet<String>>,
+    /// A chat.join that failed, or a client that gave up.
+    failures: Vec<String>,
+}
+
+const CLIENTS: usize = 200;
+const ROOMS: usize = 10;
+
+/// One client of the rolling restart: signs in through nginx, joins its room, and
+/// after each reconnection joins again with the last id it saw, to recover what it
+/// missed. Ends when its room says `done`.
+fn rolling_client(i: usize, url: String, seen: Arc<Mutex<Seen>>, slot: Arc<Mutex<Option<Sender>>>) {
+    let options = Options {
+        max_attempts: 20,
+        min_delay: Duration::from_millis(100),
+        max_delay: Duration::from_secs(1),
+        protocols: vec![format!("s{i}")],
+        ..Options::default()
+    };
+    let mut client = EventClient::connect(&url, options).expect("connect through nginx");
+    let room = format!("r{}", i % ROOMS);
+    let mut last: Option<String> = None;
+    let note = |seen: &Arc<Mutex<Seen>>, id: &serde_json::Value, last: &mut Option<String>| {
+        if let Some(id) = id.as_str() {
+            seen.lock().unwrap().got[i].insert(id.to_owned());
+            *last = Some(id.to_owned());
+        }
+    };
+    while let Some(item) = client.next() {
+        match item {
+            Incoming::Ready => {
+                {
+                    let mut s = seen.lock().unwrap();
+                    s.connected[i] = true;
+                    s.readies[i] += 1;
+                }
+                *slot.lock().unwrap() = client.sender();
+                let mut join = json!({ "room": room });
+                if let Some(id) = &last {
+                    join["lastId"] = json!(id);
+                }
+                let _ = client.emit("chat.join", &join);
+            }
+            Incoming::Reconnecting { .. } | Incoming::End(_) => {
+                seen.lock().unwrap().connected[i] = false;
+                *slot.lock().unwrap() = None;
+            }
+            Incoming::Event(name, data) => match name.as_str() {
+                "chat.join" => {
+                    for m in data["messages"].as_array().into_iter().flatten() {
+                        note(&seen, &m["id"], &mut last);
+                    }
+                }
+                "chat.message" => {
+                    if data["message"] == "done" {
+                        break;
+                    }
+                    note(&seen, &data["id"], &mut last);
+                }
+                "chat.send" => {
+                    if let Some(id) = data["id"].as_str() {
+                        seen.lock().unwrap().acked[i % ROOMS].insert(id.to_owned());
+                    }
+                }
+                "error" => seen.lock().unwrap().failures.push(format!("u{i}: {data}")),
+                _ => {}
+            },
+            Incoming::ReconnectionFail | Incoming::Stopped { .. } => {
+                seen.lock()
+                    .unwrap()
+                    .failures
+                    .push(format!("u{i}: {item:?}"));
+                break;
+            }
+            Incoming::Other(_) => {}
+        }
+    }
+    client.close();
+}
+
+/// `switchboard serve` on a port of its own, so that it can start again on it.
+fn node_on(redis: &RedisServer, port: u16) -> (Server, std::net::SocketAddr) {
+    serve(
+        redis,
+        &[
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--max-messages-per-second",
+            "0",
+        ],
+    )
+}
+
+#[test]
+fn a_rolling_restart_behind_nginx_loses_nobody_and_nothing() {
+    let redis = RedisServer::start();
+    let ports: Vec<u16> = (0..3).map(|_| common::nginx::free_port()).collect();
+    let mut nodes: Vec<(Server, std::net::SocketAddr)> =
+        ports.iter().map(|p| node_on(&redis, *p)).collect();
+    for i in 0..CLIENTS {
+        redis.cli(&["SET", &format!("u{i}"), &format!("s{i}")]);
+    }
+    let mut owner = signed_in(&nodes[0].0, &redis, "o", "owner");
+    for r in 0..ROOMS {
+        send(
+            &mut owner,
+            "chat.create",
+            json!({ "room": format!("r{r}") }),
+        );
+        wait_event(&mut owner, "chat.create");
+    }
+    let nginx = common::nginx::Nginx::start(&ports);
+    let url = |i: usize| format!("ws://127.0.0.1:{}/?userId=u{i}", nginx.port);
+
+    let seen = Arc::new(Mutex::new(Seen {
+        connected: vec![false; CLIENTS],
+        readies: vec![0; CLIENTS],
+        got: vec![Default::default(); CLIENTS],
+        acked: vec![Default::default(); ROOMS],
+        failures: Vec::new(),
+    }));
+    let slots: Vec<Arc<Mutex<Option<Sender>>>> =
+        (0..CLIENTS).map(|_| Arc::new(Mutex::new(None))).collect();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let (url, seen, slot) = (url(i), seen.clone(), slots[i].clone());
+            thread::spawn(move || rolling_client(i, url, seen, slot))
+        })
+        .collect();
+    let all_in = |s: &Seen| s.connected.iter().all(|c| *c);
+    assert!(wait_until(Duration::from_secs(30), || all_in(
+        &seen.lock().unwrap()
+    )));
+    // Every room lists its 20 members and its owner, whichever node is asked.
+    let members_of = |admin| -> Vec<usize> {
+        let (_, body) = admin_request(admin, "GET", "/rooms", "", None);
+        let rooms: serde_json::Value = serde_json::from_str(&body).unwrap();
+        rooms
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let users = r["users"].as_array().unwrap();
+                users
+                    .iter()
+                    .filter(|u| u.as_str().unwrap().starts_with('u'))
+                    .count()
+            })
+            .collect()
+    };
+    // Each room's 20 clients (the owner, whose connection is not one of them, leaves
+    // once the node that held it is restarted).
+    let full = vec![CLIENTS / ROOMS; ROOMS];
+    assert!(wait_until(TIMEOUT, || members_of(nodes[2].1) == full));
+
+    // Two senders per room, a message every 200 ms each, for the whole test.
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> = (0..2 * ROOMS)
+        .map(|i| {
+            let (slot, stop) = (slots[i].clone(), stop.clone());
+            thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    if let Some(sender) = slot.lock().unwrap().clone() {
+                        let m = json!({ "room": format!("r{}", i % ROOMS), "message": format!("m{i}-{n}") });
+                        let _ = sender.emit("chat.send", &m);
+                        n += 1;
+                    }
+                    thread::sleep(Duration::from_millis(200));
+                }
+            })
+        })
+        .collect();
+
+    // Each node in turn: SIGINT (clients are told `end`), started again on its port.
+    let mut back_within = Vec::new();
+    for k in 0..3 {
+        thread::sleep(Duration::from_secs(1));
+        // The test's clients this node holds (not the owner's own connection).
+        let (_, listing) = admin_request(nodes[k].1, "GET", "/connections", "", None);
+        let listing: serde_json::Value = serde_json::from_str(&listing).unwrap();
+        let held = listing
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["userId"].as_str().is_some_and(|u| u.starts_with('u')))
+            .count();
+        let before: usize = seen.lock().unwrap().readies.iter().sum();
+        let signalled = Instant::now();
+        nodes[k].0.signal("INT");
+        assert!(
+            nodes[k].0.wait_exit(Duration::from_secs(15)).is_some(),
+            "node {k} did not exit"
+        );
+        nodes[k] = node_on(&redis, ports[k]);
+        let back = wait_until(Duration::from_secs(30), || {
+            let s = seen.lock().unwrap();
+            s.readies.iter().sum::<usize>() >= before + held && all_in(&s)
+        });
+        let took = signalled.elapsed();
+        if !back {
+            let s = seen.lock().unwrap();
+            let (ready, connected) = (
+                s.readies.iter().sum::<usize>() - before,
+                s.connected.iter().filter(|c| **c).count(),
+            );
+            let failures = s.failures.clone();
+            drop(s);
+            panic!("node {k}'s {held} clients were not all back: {ready} came back, {connected} connected; {failures:?}");
+        }
+        back_within.push((held, took));
+    }
+    thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::SeqCst);
+    for s in senders {
+        s.join().unwrap();
+    }
+    assert!(
+        wait_until(TIMEOUT, || members_of(nodes[0].1) == full),
+        "{:?}",
+        members_of(nodes[0].1)
+    );
+    // Each room's last word, after every message answered; then every client ends.
+    thread::sleep(Duration::from_millis(500));
+    let mut owner = signed_in(&nodes[1].0, &redis, "o2", "owner");
+    for r in 0..ROOMS {
+        send(&mut owner, "chat.join", json!({ "room": format!("r{r}") }));
+        wait_event(&mut owner, "chat.join");
+        send(
+            &mut owner,
+            "chat.send",
+            json!({ "room": format!("r{r}"), "message": "done" }),
+        );
+        wait_event(&mut owner, "chat.send");
+    }
+    for c in clients {
+        c.join().unwrap();
+    }
+    let seen = seen.lock().unwrap();
+    assert!(seen.failures.is_empty(), "{:?}", seen.failures);
+    let acked: usize = seen.acked.iter().map(|a| a.len()).sum();
+    let mut lost = 0;
+    for i in 0..CLIENTS {
+        lost += seen.acked[i % ROOMS].difference(&seen.got[i]).count();
+    }
+    eprintln!(
+        "clients back after each restart (clients, time): {back_within:?}; {acked} messages taken, {lost} deliveries missing"
+    );
+    assert!(acked > 100, "too few messages to tell: {acked}");
+    assert_eq!(lost, 0);
+    for (held, took) in back_within {
+        assert!(held > 0);
+        assert!(took < Duration::from_secs(10), "{took:?}");
+    }
+    assert!(!nginx.errors().contains("[emerg]"), "{}", nginx.errors());
 }

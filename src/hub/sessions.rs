@@ -150,7 +150,10 @@ impl Hub {
     }
 
     /// A connection closed: forget it, and take its user out of their rooms if it was
-    /// their last connection here.
+    /// their last connection anywhere. While this node shuts down, its users stay held:
+    /// in a rolling restart they come back through another node within the `end`
+    /// window, still in their rooms; those who do not are let go when this node's
+    /// heartbeat lapses (see `cluster.rs`).
     pub(super) fn close(&self, id: ConnId) {
         let mut st = self.state();
         st.deadlines.remove(&id);
@@ -162,7 +165,9 @@ impl Hub {
             st.forget_if_unheld(session);
         }
         drop(st);
-        if let Some(user) = member.user {
+        let leaving = self.stores.bus.reaches_other_nodes()
+            && self.server().is_some_and(|s| s.is_shutting_down());
+        if let Some(user) = member.user.filter(|_| !leaving) {
             self.user_may_be_gone(&user);
         }
     }

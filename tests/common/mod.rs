@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod hub;
+pub mod nginx;
 pub mod redis;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
