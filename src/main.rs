@@ -200,6 +200,7 @@ struct ServeSettings {
     history: usize,
     history_ttl: Option<Duration>,
     store_timeout: Duration,
+    redis_replicas: usize,
     bridge: broker_command::Bridge,
 }
 
@@ -235,7 +236,9 @@ fn serve_options() -> Vec<Opt<ServeSettings>> {
             "--redis",
             "URL",
             "sessions, history and bus on Redis, such as\n\
-                   redis://127.0.0.1:6379/0 (default: in memory)",
+                   redis://127.0.0.1:6379/0, or through Redis Sentinel,\n\
+                   redis-sentinel://host:port,host:port/name/0\n\
+                   (default: in memory)",
             |s, v| s.redis_url = Some(v.to_owned())
         ),
         opt!(
@@ -345,6 +348,13 @@ fn serve_options() -> Vec<Opt<ServeSettings>> {
             |s, v| s.store_timeout = cli::seconds(v)?
         ),
         opt!(
+            "--redis-replicas",
+            "N",
+            "with --redis, replicas that must confirm a message\n\
+                   before it is answered as taken (default 0)",
+            |s, v| s.redis_replicas = cli::number(v)?
+        ),
+        opt!(
             "--node-timeout",
             "SECONDS",
             "with --redis, how long a node whose heartbeat stopped\n\
@@ -377,6 +387,7 @@ fn run_serve(args: &[String]) -> Result<(), String> {
         history: 1000,
         history_ttl: Some(Duration::from_secs(30 * 24 * 3600)),
         store_timeout: Duration::from_secs(2),
+        redis_replicas: 0,
         bridge: broker_command::Bridge::default(),
     };
     let mut opts = serve_options();
@@ -397,6 +408,7 @@ fn run_serve(args: &[String]) -> Result<(), String> {
         history,
         history_ttl,
         store_timeout,
+        redis_replicas,
         bridge,
     } = settings;
     let stores = match &redis_url {
@@ -405,6 +417,7 @@ fn run_serve(args: &[String]) -> Result<(), String> {
             max_history: history,
             history_ttl,
             timeout: store_timeout,
+            replicas: redis_replicas,
             ..store::redis::Config::new(url)
         })
         .map_err(|e| format!("--redis: {e}"))?,

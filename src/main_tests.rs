@@ -45,6 +45,7 @@ fn serve_settings() -> ServeSettings {
         history: 1,
         history_ttl: None,
         store_timeout: Duration::from_secs(1),
+        redis_replicas: 0,
         bridge: broker_command::Bridge::default(),
     }
 }

@@ -470,3 +470,131 @@ fn a_rolling_restart_behind_nginx_loses_nobody_and_nothing() {
     }
     assert!(!nginx.errors().contains("[emerg]"), "{}", nginx.errors());
 }
+
+#[test]
+fn a_sentinel_failover_is_followed_and_loses_no_message_taken() {
+    use common::redis::Sentinels;
+    let mut master = RedisServer::start();
+    // Two replicas: after the failover, one is the master and the other its replica,
+    // which --redis-replicas 1 waits for.
+    let master_port = master.port.to_string();
+    let replicas: Vec<RedisServer> = (0..2)
+        .map(|_| RedisServer::start_with(&["--replicaof", "127.0.0.1", &master_port]))
+        .collect();
+    assert!(wait_until(TIMEOUT, || replicas.iter().all(|r| r
+        .cli(&["INFO", "replication"])
+        .contains("master_link_status:up"))));
+    let sentinels = Sentinels::start(master.port);
+    // Each sentinel knows the replica and the two other sentinels: a failover needs them.
+    assert!(wait_until(Duration::from_secs(20), || (0..3).all(|i| {
+        sentinels
+            .cli(i, &["SENTINEL", "replicas", "mymaster"])
+            .matches("127.0.0.1")
+            .count()
+            >= 2
+            && sentinels
+                .cli(i, &["SENTINEL", "sentinels", "mymaster"])
+                .matches("runid")
+                .count()
+                == 2
+    })));
+    let url = sentinels.url();
+    let (node, admin) = common::serve_on_memory(&["--redis", &url, "--redis-replicas", "1"]);
+    master.cli(&["SET", "session-store-a", "ann"]);
+    master.cli(&["SET", "session-store-b", "bob"]);
+    let sign_in = |session: &str| {
+        let mut c = connect(&node, "/", &[]);
+        send(&mut c, "authenticate", json!({ "sessionId": session }));
+        wait_event(&mut c, "authenticated");
+        c
+    };
+    let mut ann = sign_in("a");
+    let mut bob = sign_in("b");
+    send(&mut ann, "chat.create", json!({ "room": "r" }));
+    wait_event(&mut ann, "chat.create");
+    send(&mut bob, "chat.join", json!({ "room": "r" }));
+    wait_event(&mut bob, "chat.join");
+
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    let mut killed: Option<Instant> = None;
+    let mut first_refusal: Option<Instant> = None;
+    let mut recovered: Option<Duration> = None;
+    let mut taken_since = 0;
+    let started = Instant::now();
+    for n in 0.. {
+        if killed.is_none() && started.elapsed() > Duration::from_secs(1) {
+            master.stop();
+            killed = Some(Instant::now());
+        }
+        send(
+            &mut ann,
+            "chat.send",
+            json!({ "room": "r", "message": format!("m{n}") }),
+        );
+        let (name, data) = loop {
+            let (name, data, _) = next(&mut ann);
+            if name == "chat.send" || name == "error" {
+                break (name, data);
+            }
+        };
+        if name == "chat.send" {
+            acked.push(data["id"].as_str().unwrap().to_owned());
+            if let Some(since) = first_refusal {
+                recovered.get_or_insert_with(|| since.elapsed());
+                taken_since += 1;
+            }
+        } else {
+            assert_eq!(data["code"], "store_unavailable", "{data}");
+            assert!(
+                recovered.is_none(),
+                "refused again after the failover: {data}"
+            );
+            refused += 1;
+            first_refusal.get_or_insert_with(Instant::now);
+        }
+        if taken_since >= 10 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no failover followed"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let recovered = recovered.expect("sends work again");
+    // Every message taken reached bob and is in the new master's history.
+    let mut got = std::collections::BTreeSet::new();
+    while !acked.iter().all(|id| got.contains(id)) {
+        let (name, data, _) = next(&mut bob);
+        if name == "chat.message" {
+            got.insert(data["id"].as_str().unwrap().to_owned());
+        }
+    }
+    let promoted = sentinels.cli(0, &["SENTINEL", "get-master-addr-by-name", "mymaster"]);
+    let new_master = replicas
+        .iter()
+        .find(|r| promoted.contains(&r.port.to_string()))
+        .unwrap_or_else(|| panic!("a replica was not promoted: {promoted}"));
+    let stream = new_master.cli(&["XRANGE", "room:r", "-", "+"]);
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|id| !stream.contains(id.as_str()))
+        .collect();
+    eprintln!(
+        "master killed after {:?}; sends refused for {recovered:?} ({refused} refused), {} taken, {} missing from the new master",
+        killed.map(|k| k - started),
+        acked.len(),
+        missing.len()
+    );
+    assert!(missing.is_empty(), "{missing:?}");
+    assert!(
+        refused > 0,
+        "the failover refused nothing: was the master killed?"
+    );
+    assert!(recovered < Duration::from_secs(10), "{recovered:?}");
+    assert!(wait_until(TIMEOUT, || admin_request(
+        admin, "GET", "/health", "", None
+    )
+    .0 == 200));
+}

@@ -6,6 +6,7 @@
 //! [`memory`] is the embedded default, so that switchboard runs with no Redis at all;
 //! a Redis back end implements the same traits for sites whose sessions live there.
 
+mod master;
 pub mod memory;
 pub mod redis;
 

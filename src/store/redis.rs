@@ -15,6 +15,7 @@
 //! and subscribes again; it counts its subscriptions ([`RedisStore::subscriptions`])
 //! so that the caller can see an outage end.
 
+use super::master::Master;
 use super::{Bus, Decision, EntryId, Error, History, KeyEvent, Sessions, Shared, Write};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -187,6 +188,11 @@ pub struct Config {
     /// Connections for commands, used by whichever handler finds one free, so that
     /// one handler's round trip does not hold up all the others. Default 4.
     pub connections: usize,
+    /// Replicas that must have a message (`WAIT`) before it counts as taken: with 1,
+    /// a message answered as taken survives a failover to a replica (Redis Sentinel);
+    /// one the replicas did not confirm within a quarter of `timeout` is an error to
+    /// its sender. Default 0: answered once the master has it.
+    pub replicas: usize,
 }
 
 impl Config {
@@ -198,6 +204,7 @@ impl Config {
             max_history: 1000,
             history_ttl: Some(Duration::from_secs(30 * 24 * 3600)),
             connections: 4,
+            replicas: 0,
         }
     }
 }
@@ -226,7 +233,8 @@ pub type Observer = Arc<dyn Fn(Status) + Send + Sync>;
 /// Sessions, history and bus on one Redis server.
 pub struct RedisStore {
     config: Config,
-    client: redis::Client,
+    /// Where the master is: fixed, or followed through Redis Sentinel.
+    master: Arc<Master>,
     db: i64,
     pool: Pool,
     /// Why Redis was last found down, and when a call may try it again, while it is
@@ -265,7 +273,14 @@ fn unavailable(e: redis::RedisError) -> Error {
 /// Whether Redis answered with an error about this command (a wrong type, a bad
 /// argument), as opposed to being unable to serve any: the line is fine.
 fn refused_command(e: &redis::RedisError) -> bool {
-    const NOT_SERVING: [&str; 5] = ["LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"];
+    const NOT_SERVING: [&str; 6] = [
+        "LOADING",
+        "BUSY",
+        "MASTERDOWN",
+        "TRYAGAIN",
+        "CLUSTERDOWN",
+        "READONLY",
+    ];
     matches!(
         e.kind(),
         redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
@@ -275,13 +290,12 @@ fn refused_command(e: &redis::RedisError) -> bool {
 impl RedisStore {
     /// A store for `config.url`; no connection is made until the first command.
     pub fn new(config: Config) -> Result<RedisStore, Error> {
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| Error::Invalid(format!("{}: {e}", config.url)))?;
-        let db = client.get_connection_info().redis_settings().db();
+        let master = Arc::new(Master::parse(&config.url)?);
+        let db = master.db();
         let pool = Pool::new(config.connections.max(1));
         Ok(RedisStore {
             config,
-            client,
+            master,
             db,
             pool,
             down: Arc::new(Mutex::new(None)),
@@ -323,11 +337,15 @@ impl RedisStore {
     }
 
     fn connect(&self, deadline: Instant) -> Result<redis::Connection, Error> {
-        let conn = self
-            .client
-            .get_connection_with_timeout(socket_timeout(time_left(deadline)?))
-            .map_err(unavailable)?;
-        Ok(conn)
+        let timeout = socket_timeout(time_left(deadline)?);
+        let connected = self
+            .master
+            .client(timeout)?
+            .get_connection_with_timeout(timeout);
+        connected.map_err(|e| {
+            self.master.forget();
+            unavailable(e)
+        })
     }
 
     /// Runs one command, within the store's deadline.
@@ -414,11 +432,19 @@ impl RedisStore {
                 {
                     return Err(Failure::Answered(Error::Invalid(e.to_string())));
                 }
+                if e.code() == Some("READONLY") {
+                    // A master demoted to a replica (a failover): find the new one.
+                    slot.conn = None;
+                    self.master.forget();
+                    self.epoch.fetch_add(1, Ordering::Relaxed);
+                    return Err(unavailable(e).into());
+                }
                 if !e.is_io_error() && e.code().is_some() {
                     // Redis is up but not serving (LOADING...): keep the line.
                     return Err(unavailable(e).into());
                 }
                 slot.conn = None;
+                self.master.forget();
                 self.epoch.fetch_add(1, Ordering::Relaxed);
                 Err(unavailable(e).into())
             }
@@ -466,7 +492,7 @@ impl RedisStore {
         convert: impl Fn(&redis::Msg) -> Option<T> + Send + 'static,
     ) -> Result<Receiver<T>, Error> {
         let (tx, rx) = channel();
-        let client = self.client.clone();
+        let master = self.master.clone();
         let timeout = self.config.timeout;
         let subscriptions = self.subscriptions.clone();
         let observer = self.observer.clone();
@@ -502,7 +528,7 @@ impl RedisStore {
                     }
                 };
                 let line = Line {
-                    client,
+                    master,
                     timeout,
                     name: &name,
                     pattern,
@@ -518,7 +544,7 @@ impl RedisStore {
 
 /// Where a subscription connects, and to what.
 struct Line<'a> {
-    client: redis::Client,
+    master: Arc<Master>,
     timeout: Duration,
     name: &'a str,
     pattern: bool,
@@ -539,7 +565,7 @@ fn subscribe_loop<T>(
     convert: impl Fn(&redis::Msg) -> Option<T>,
 ) {
     let Line {
-        client,
+        master,
         timeout,
         name,
         pattern,
@@ -558,9 +584,17 @@ fn subscribe_loop<T>(
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
         first = false;
-        let mut conn = match client.get_connection_with_timeout(timeout) {
+        let connected = master
+            .client(timeout)
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                c.get_connection_with_timeout(timeout)
+                    .map_err(|e| e.to_string())
+            });
+        let mut conn = match connected {
             Ok(conn) => conn,
             Err(e) => {
+                master.forget();
                 if !lost {
                     lost = true;
                     report(Status::Lost {
@@ -615,8 +649,9 @@ fn subscribe_loop<T>(
             }
         };
         lost = true;
-        // The command connections most likely went with this one.
+        // The command connections most likely went with this one, and the master too.
         epoch.fetch_add(1, Ordering::Relaxed);
+        master.forget();
         report(Status::Lost {
             channel: name.to_owned(),
             error: error.to_string(),
@@ -685,7 +720,19 @@ impl History for RedisStore {
                 .arg(ttl.as_secs().max(1))
                 .ignore();
         }
-        let (id,): (String,) = self.run(|conn| pipe.query(conn))?;
+        if self.config.replicas == 0 {
+            let (id,): (String,) = self.run(|conn| pipe.query(conn))?;
+            return id.parse();
+        }
+        let wait = (self.config.timeout / 4).as_millis().max(1) as u64;
+        pipe.cmd("WAIT").arg(self.config.replicas).arg(wait);
+        let (id, confirmed): (String, usize) = self.run(|conn| pipe.query(conn))?;
+        if confirmed < self.config.replicas {
+            return Err(Error::Unavailable(format!(
+                "{confirmed} of {} replicas confirmed the message in {wait} ms",
+                self.config.replicas
+            )));
+        }
         id.parse()
     }
 

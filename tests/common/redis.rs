@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
+    /// Arguments beyond the port and the persistence settings (`--replicaof`...).
+    args: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -19,9 +21,15 @@ fn free_port() -> u16 {
 impl RedisServer {
     /// Starts redis-server on a free port, keeping nothing on disk.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// Starts redis-server with `args` besides the defaults (`--replicaof h p`...).
+    pub fn start_with(args: &[&str]) -> RedisServer {
         let mut server = RedisServer {
             child: None,
             port: free_port(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
         };
         server.restart();
         server
@@ -96,6 +104,7 @@ impl RedisServer {
                 "--appendonly",
                 "no",
             ])
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -146,5 +155,83 @@ impl Drop for RedisServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Three Redis Sentinels watching the master on `master_port` as `mymaster`, with a
+/// quorum of 2, a master taken for down after 1 s without an answer.
+pub struct Sentinels {
+    children: Vec<Child>,
+    pub ports: Vec<u16>,
+    dir: std::path::PathBuf,
+}
+
+impl Sentinels {
+    pub fn start(master_port: u16) -> Sentinels {
+        let dir = std::env::temp_dir().join(format!(
+            "switchboard-sentinels-{}-{master_port}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let children = ports
+            .iter()
+            .map(|port| {
+                let conf = dir.join(format!("sentinel-{port}.conf"));
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "port {port}\nbind 127.0.0.1\ndir {}\n\
+                         sentinel monitor mymaster 127.0.0.1 {master_port} 2\n\
+                         sentinel down-after-milliseconds mymaster 1000\n\
+                         sentinel failover-timeout mymaster 5000\n",
+                        dir.display()
+                    ),
+                )
+                .unwrap();
+                Command::new("redis-server")
+                    .arg(&conf)
+                    .arg("--sentinel")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("redis-server --sentinel")
+            })
+            .collect();
+        Sentinels {
+            children,
+            ports,
+            dir,
+        }
+    }
+
+    /// Asks sentinel `i` something (`SENTINEL ...`); returns stdout.
+    pub fn cli(&self, i: usize, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.ports[i].to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `redis-sentinel://` for all three.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis-sentinel://{}/mymaster", hosts.join(","))
+    }
+}
+
+impl Drop for Sentinels {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
