@@ -45,7 +45,12 @@ usage:
   switchboard bench broker URL      clients in one room, each message through the back end
       [--clients 200] [--messages 10] [--drain 30]   (bench/broker/)
   switchboard bench private URL --admin-port P   (against switchboard serve)
-      [--users 50] [--every 1] [--seconds 10]
+      [--users 50] [--every 1] [--seconds 10] [--pids P,P] [--redis-port R]
+  switchboard bench room URL --admin-port P      (against switchboard serve)
+      [--members 1000] [--rate 20] [--seconds 10] [--pids P,P] [--redis-port R]
+      URL may list several nodes, comma-separated: users are spread over them in
+      turn; --pids and --redis-port add the nodes' and Redis's CPU per message
+      (bench/cluster.sh)
 ";
 
 /// The help of a command that runs a server: its own options, then the server's.
@@ -609,8 +614,16 @@ fn run_bench(args: &[String]) -> Result<(), String> {
         .filter(|u| !u.starts_with("--"))
         .ok_or("bench: give a ws:// URL after the scenario")?;
     let mut opts: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
+    let mut meter = switchboard::loadgen::Meter::default();
     let mut it = args[2..].iter();
     while let Some(arg) = it.next() {
+        if arg == "--pids" {
+            let list = value(&mut it, arg)?;
+            for pid in list.split(',') {
+                meter.pids.push(number(pid, arg)?);
+            }
+            continue;
+        }
         let name = arg
             .strip_prefix("--")
             .ok_or_else(|| format!("bench: unexpected '{arg}'"))?;
@@ -701,6 +714,8 @@ fn run_bench(args: &[String]) -> Result<(), String> {
             if !(1.0..=65535.0).contains(&admin) {
                 return Err("bench private: give --admin-port, the serve's admin listener".into());
             }
+            let redis = take("redis-port", 0.0);
+            meter.redis_port = (redis >= 1.0).then_some(redis as u16);
             Box::new(move || {
                 switchboard::loadgen::private(
                     &url,
@@ -708,10 +723,36 @@ fn run_bench(args: &[String]) -> Result<(), String> {
                     users.max(2.0) as usize,
                     every.max(0.001),
                     secs,
+                    &meter,
                 )
             })
         }
-        _ => return Err("bench: echo, broadcast, hold, chat, private, broker or codec".into()),
+        Some("room") => {
+            let (admin, members, rate, secs, redis) = (
+                take("admin-port", 0.0),
+                take("members", 1000.0),
+                take("rate", 20.0),
+                take("seconds", 10.0),
+                take("redis-port", 0.0),
+            );
+            if !(1.0..=65535.0).contains(&admin) {
+                return Err("bench room: give --admin-port, the serve's admin listener".into());
+            }
+            meter.redis_port = (redis >= 1.0).then_some(redis as u16);
+            Box::new(move || {
+                switchboard::loadgen::room(
+                    &url,
+                    admin as u16,
+                    members.max(2.0) as usize,
+                    rate.max(0.01),
+                    secs,
+                    &meter,
+                )
+            })
+        }
+        _ => {
+            return Err("bench: echo, broadcast, hold, chat, private, room, broker or codec".into())
+        }
     };
     if let Some(unused) = opts.keys().next() {
         return Err(format!("bench: --{unused} does not apply here"));

@@ -205,12 +205,34 @@ impl Hub {
         let mut ids = self.held_by(Some(users));
         ids.retain(|c| Some(*c) != except);
         self.deliver_here(&ids, event, data);
-        self.forward(|| BusMessage::Deliver {
+        if !self.stores.bus.reaches_other_nodes() {
+            return Ok(());
+        }
+        // Only to the nodes that hold one of the users, on each node's own channel: a
+        // node holding none of them is not woken, and a lone node publishes nothing.
+        let message = BusMessage::Deliver {
             node: self.node.clone(),
             users: users.to_vec(),
             event: event.to_owned(),
             data: data.clone(),
-        })
+        };
+        let names: Vec<&str> = users.iter().map(|u| u.as_str()).collect();
+        self.stores
+            .shared
+            .publish_to_holders(
+                &self.ns,
+                &names,
+                &self.node,
+                &self.node_channel_prefix(),
+                &message.to_json(),
+            )
+            .map(drop)
+            .map_err(Error::NotForwarded)
+    }
+
+    /// What a node's own channel is named before its id: `switchboard:`.
+    pub(super) fn node_channel_prefix(&self) -> String {
+        format!("{}:", self.config.channel)
     }
 
     /// Sends `event` to every connection of the members of `room` on every node, as

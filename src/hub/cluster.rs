@@ -317,15 +317,12 @@ impl Hub {
         Ok(written)
     }
 
-    /// `user` has a connection on this node: the store hears that this node holds them.
-    /// If their last connection here closed meanwhile, this node lets go again.
+    /// `user` has, or is about to have, a connection on this node: the store hears
+    /// that this node holds them, before the connection is told it signed in, so that
+    /// a delivery sent to the user from then on finds this node among their holders.
     pub(super) fn hold_user(&self, user: &UserId) {
         if let Err(e) = self.stores.shared.hold(&self.ns, &self.node, &[user]) {
             self.presence_failed(&e);
-            return;
-        }
-        if self.state().identity.connections_of(user).is_empty() {
-            self.user_may_be_gone(user);
         }
     }
 
@@ -347,6 +344,7 @@ impl Hub {
             self.hold_user(user);
             return;
         }
+        // Let go of by this node; gone when no other node holds them either.
         if gone.iter().any(|g| g == user.as_str()) {
             self.leave_everywhere(user);
         }

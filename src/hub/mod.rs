@@ -646,6 +646,12 @@ impl Hub {
         let bus = self.stores.bus.subscribe(&self.config.channel)?;
         self.spawn("hub-bus", bus, |hub, payload: String| hub.on_bus(&payload))?;
         if self.stores.bus.reaches_other_nodes() {
+            // Deliveries to this node's users alone come on a channel of its own.
+            let own = format!("{}{}", self.node_channel_prefix(), self.node);
+            let mine = self.stores.bus.subscribe(&own)?;
+            self.spawn("hub-node-bus", mine, |hub, payload: String| {
+                hub.on_bus(&payload)
+            })?;
             self.join_cluster()?;
         }
         let notes = self

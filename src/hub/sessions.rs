@@ -106,6 +106,7 @@ impl Hub {
         room: Option<&str>,
         also: Option<ConnId>,
     ) {
+        self.hold_user(user);
         let before = {
             let mut st = self.state();
             let before: BTreeSet<UserId> = st
@@ -134,7 +135,8 @@ impl Hub {
             });
             before
         };
-        self.hold_user(user);
+        // Held above for a connection that closed meanwhile: let go again.
+        self.user_may_be_gone(user);
         for old in before {
             self.user_may_be_gone(&old);
         }

@@ -18,7 +18,9 @@
 //! number in their first 16 bytes, so latency is measured on every message.
 
 mod broker;
+mod cluster;
 pub use broker::broker;
+pub use cluster::{room, Meter};
 
 use crate::client::{Client, Sender};
 use crate::protocol::message::Event;
@@ -479,56 +481,17 @@ pub fn chat(url: &str, users: usize, every: f64, seconds: f64) -> Result<Value, 
 /// Private messages on `switchboard serve`: `users` users, signed in with sessions
 /// written over the admin listener on `admin_port`, each sending a private message to
 /// the next user every `every` seconds for `seconds`. Each message goes through the
-/// history store and the bus (Redis, with `--redis`), so this measures both.
+/// history store and the bus (Redis, with `--redis`), so this measures both. `url` may
+/// list several nodes, comma-separated; `meter` reads their cost.
 pub fn private(
     url: &str,
     admin_port: u16,
     users: usize,
     every: f64,
     seconds: f64,
+    meter: &Meter,
 ) -> Result<Value, Error> {
-    // Sessions of this run, apart from any earlier run's on the same store.
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let run = format!("{:x}", since_epoch.as_nanos());
-    let mut clients = Vec::with_capacity(users);
-    for i in 0..users {
-        let session = format!("bench-{run}-{i}");
-        admin_put(
-            admin_port,
-            &format!("/sessions/session-store-{session}"),
-            &format!("u{i}"),
-        )?;
-        let mut c = Client::connect(url).map_err(Error::client(format!("user {i}")))?;
-        c.emit("authenticate", &json!({ "sessionId": session }))
-            .map_err(Error::client("a client"))?;
-        let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
-        loop {
-            match c.read() {
-                Ok(Event::Text(t)) if t.contains("\"event\":\"authenticated\"") => break,
-                Ok(_) => continue,
-                Err(e) => return Err(Error::client(format!("user {i}, not authenticated"))(e)),
-            }
-        }
-        clients.push(c);
-    }
-    let send = move |sender: &Sender, i: usize, text: String| {
-        let to = format!("u{}", (i + 1) % users);
-        sender.emit("private.send", &json!({ "to": to, "message": text }))
-    };
-    let (said, heard, hist) = talk(clients, every, seconds, send, "private.message")?;
-    Ok(json!({
-        "scenario": "private",
-        "users": users,
-        "every_s": every,
-        "seconds": seconds,
-        "said": said,
-        "heard": heard,
-        "lost": said.saturating_sub(heard),
-        "p50_us": hist.quantile(0.5),
-        "p99_us": hist.quantile(0.99),
-    }))
+    cluster::private(url, admin_port, users, every, seconds, meter)
 }
 
 /// `PUT` on the admin listener of 127.0.0.1:`port`; fails unless it answers 2xx.

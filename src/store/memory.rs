@@ -370,6 +370,17 @@ impl Shared for MemoryShared {
         Ok(None)
     }
 
+    fn publish_to_holders(
+        &self,
+        _: &str,
+        _: &[&str],
+        _: &str,
+        _: &str,
+        _: &str,
+    ) -> Result<usize, Error> {
+        Ok(0)
+    }
+
     fn answer(&self, _: &str, _: &str, _: &str, _: Duration) -> Result<(), Error> {
         Ok(())
     }

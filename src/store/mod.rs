@@ -242,6 +242,17 @@ pub trait Shared: Send + Sync {
     /// Takes lapsed `node` off the list and lets go of all it held; returns the names
     /// no node holds now. `None`: another caller buried it first (exactly one does).
     fn bury(&self, ns: &str, node: &str) -> Result<Option<Vec<String>>, Error>;
+    /// Publishes `payload` on `<prefix><node>` for every node that holds one of
+    /// `names`, but `node` itself, in one round trip; returns how many it published
+    /// to. The way a delivery reaches only the nodes its recipients are on.
+    fn publish_to_holders(
+        &self,
+        ns: &str,
+        names: &[&str],
+        node: &str,
+        prefix: &str,
+        payload: &str,
+    ) -> Result<usize, Error>;
     /// Adds `text` to the answers gathered under `key`, which are kept for `ttl`.
     fn answer(&self, ns: &str, key: &str, text: &str, ttl: Duration) -> Result<(), Error>;
     /// Takes up to `count` answers gathered under `key`, waiting for them up to `wait`.

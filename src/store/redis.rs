@@ -183,7 +183,8 @@ pub struct Config {
     pub max_history: usize,
     /// How long a history stream lives after its last entry (`EXPIRE`), so that
     /// conversations nobody continues do not keep keys for ever. Default 30 days;
-    /// `None` keeps them.
+    /// `None` keeps them. A node renews a stream's expiry at most once per
+    /// [`EXPIRE_EVERY`], so a stream lives that much less at worst.
     pub history_ttl: Option<Duration>,
     /// Connections for commands, used by whichever handler finds one free, so that
     /// one handler's round trip does not hold up all the others. Default 4.
@@ -255,6 +256,8 @@ pub struct RedisStore {
     /// Cleared when the store is dropped, so that its subscription threads end (a
     /// thread waiting on a quiet channel would not notice otherwise).
     open: Arc<AtomicBool>,
+    /// When this node last renewed each history stream's expiry.
+    renewed: Mutex<std::collections::HashMap<String, Instant>>,
 }
 
 impl Drop for RedisStore {
@@ -306,7 +309,26 @@ impl RedisStore {
             lost: Arc::new(Mutex::new(std::collections::BTreeMap::new())),
             observer: Arc::new(Mutex::new(None)),
             open: Arc::new(AtomicBool::new(true)),
+            renewed: Mutex::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// Whether `stream`'s expiry is due for renewal ([`EXPIRE_EVERY`]); notes that it
+    /// is renewed now.
+    fn renew(&self, stream: &str) -> bool {
+        let now = Instant::now();
+        let mut renewed = self.renewed.lock().unwrap_or_else(|p| p.into_inner());
+        if renewed
+            .get(stream)
+            .is_some_and(|at| now.duration_since(*at) < EXPIRE_EVERY)
+        {
+            return false;
+        }
+        if renewed.len() >= EXPIRES_KEPT {
+            renewed.clear();
+        }
+        renewed.insert(stream.to_owned(), now);
+        true
     }
 
     /// Calls `observer` when a subscription loses Redis and when it is back, so that
@@ -714,7 +736,7 @@ impl History for RedisStore {
             .arg("*")
             .arg("entry")
             .arg(entry.to_string());
-        if let Some(ttl) = self.config.history_ttl {
+        if let Some(ttl) = self.config.history_ttl.filter(|_| self.renew(stream)) {
             pipe.cmd("EXPIRE")
                 .arg(stream)
                 .arg(ttl.as_secs().max(1))
@@ -801,6 +823,15 @@ impl Bus for RedisStore {
     }
 }
 
+/// How often a node renews the expiry of one history stream. Renewing it with every
+/// entry cost an `EXPIRE` per message, and a keyspace event that every node, which
+/// follows session keys through keyspace events, received and dropped.
+pub const EXPIRE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Streams whose expiry a node renewed, and when, up to this many; then it starts
+/// again from none (each renews once more).
+const EXPIRES_KEPT: usize = 100_000;
+
 /// How many times [`Shared::update`] reads and decides again when another node changed
 /// the document in between, before it gives up: contention, not an outage.
 const MAX_TRIES: usize = 32;
@@ -832,6 +863,19 @@ for _, name in ipairs(redis.call('SMEMBERS', KEYS[2])) do
 end
 redis.call('DEL', KEYS[2])
 return gone
+";
+
+/// [`Shared::publish_to_holders`]: KEYS are the names' holders sets; ARGV the channel
+/// prefix, this node, and the payload.
+const PUBLISH_TO_HOLDERS: &str = r"
+local n = 0
+for _, node in ipairs(redis.call('SUNION', unpack(KEYS))) do
+  if node ~= ARGV[2] then
+    redis.call('PUBLISH', ARGV[1] .. node, ARGV[3])
+    n = n + 1
+  end
+end
+return n
 ";
 
 impl Shared for RedisStore {
@@ -983,6 +1027,26 @@ impl Shared for RedisStore {
 
     fn held(&self, ns: &str, node: &str) -> Result<Vec<String>, Error> {
         self.query(redis::cmd("SMEMBERS").arg(format!("{ns}:held:{node}")))
+    }
+
+    fn publish_to_holders(
+        &self,
+        ns: &str,
+        names: &[&str],
+        node: &str,
+        prefix: &str,
+        payload: &str,
+    ) -> Result<usize, Error> {
+        if names.is_empty() {
+            return Ok(0);
+        }
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(PUBLISH_TO_HOLDERS).arg(names.len());
+        for name in names {
+            eval.arg(format!("{ns}:holders:{name}"));
+        }
+        eval.arg(prefix).arg(node).arg(payload);
+        self.query(&eval)
     }
 
     fn answer(&self, ns: &str, key: &str, text: &str, ttl: Duration) -> Result<(), Error> {
