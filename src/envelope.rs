@@ -20,6 +20,17 @@ pub fn envelope(event: &str, data: &Value) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// [`envelope`] with the history id of what it carries beside the data,
+/// `{"data", "event", "id"}`: the data stays exactly what the sender gave.
+pub fn envelope_with_id(event: &str, data: &Value, id: &str) -> String {
+    let mut out = envelope(event, data);
+    out.pop();
+    out.push_str(",\"id\":");
+    out.push_str(&Value::from(id).to_string());
+    out.push('}');
+    out
+}
+
 /// Why a text message is not an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BadInput {
@@ -154,6 +165,14 @@ mod tests {
             Err(BadInput::TooComplex { max_values: 4096 })
         );
         assert!(parse_envelope_bounded(r#"{"event":"e","data":[1,2]}"#, Some(8)).is_ok());
+    }
+
+    #[test]
+    fn an_id_goes_beside_the_data() {
+        let text = envelope_with_id("message", &json!({"id": 5}), "1-0");
+        assert_eq!(text, r#"{"data":{"id":5},"event":"message","id":"1-0"}"#);
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["data"], json!({"id": 5}));
     }
 
     #[test]

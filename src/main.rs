@@ -247,6 +247,13 @@ fn serve_options() -> Vec<Opt<ServeSettings>> {
             |s, v| s.redis_url = Some(v.to_owned())
         ),
         opt!(
+            "--keep-notifications",
+            "",
+            "notifications POSTed to /notify are kept per user, with\n\
+                   ids, for notification.history (default: not kept)",
+            |s, _| s.hub.keep_notifications = true
+        ),
+        opt!(
             "--no-anonymous",
             "",
             "connections must authenticate (default: allowed)",

@@ -598,3 +598,46 @@ fn a_sentinel_failover_is_followed_and_loses_no_message_taken() {
     )
     .0 == 200));
 }
+
+#[test]
+fn kept_notifications_are_recovered_by_last_id_on_another_node() {
+    let redis = RedisServer::start();
+    let (one, admin) = serve(&redis, &["--keep-notifications"]);
+    let (two, _) = serve(&redis, &["--keep-notifications"]);
+    let mut bob = signed_in(&two, &redis, "b", "bob");
+    let notify = |n: u32| {
+        let body =
+            json!({ "users": ["bob"], "data": { "title": format!("n{n}"), "id": "site's own" } });
+        let (status, answer) = admin_request(admin, "POST", "/notify", &body.to_string(), None);
+        assert_eq!(status, 202, "{answer}");
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        answer["ids"]["bob"].as_str().unwrap().to_owned()
+    };
+    // Delivered across nodes with its id beside the data, the data as the site sent it.
+    let first = notify(1);
+    let (name, data, whole) = next(&mut bob);
+    assert_eq!(name, "message");
+    assert_eq!(data, json!({ "title": "n1", "id": "site's own" }));
+    assert_eq!(whole["id"], json!(first));
+    // Away for two, then back on the other node: what was missed, by last id.
+    drop(bob);
+    let missed = [notify(2), notify(3)];
+    let mut bob = signed_in(&one, &redis, "b", "bob");
+    send(&mut bob, "notification.history", json!({ "after": first }));
+    let page = wait_event(&mut bob, "notification.history");
+    let got: Vec<(&str, &str)> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_str().unwrap(),
+                m["data"]["title"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [(missed[0].as_str(), "n2"), (missed[1].as_str(), "n3")]
+    );
+}

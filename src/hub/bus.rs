@@ -25,12 +25,14 @@ use super::*;
 /// `node` tells a node its own messages, which it delivered when it sent them.
 #[derive(Clone, Debug, PartialEq)]
 pub enum BusMessage {
-    /// An event for the connections of some users.
+    /// An event for the connections of some users; `id`: its history id, sent
+    /// beside the data (a kept notification).
     Deliver {
         node: String,
         users: Vec<UserId>,
         event: String,
         data: Value,
+        id: Option<String>,
     },
     /// An event for the members of a room.
     ToRoom {
@@ -91,8 +93,18 @@ impl BusMessage {
     pub fn to_json(&self) -> String {
         let rest = match self {
             BusMessage::Deliver {
-                users, event, data, ..
-            } => json!({ "users": users, "event": event, "data": data }),
+                users,
+                event,
+                data,
+                id,
+                ..
+            } => {
+                let mut m = json!({ "users": users, "event": event, "data": data });
+                if let Some(id) = id {
+                    m["id"] = json!(id);
+                }
+                m
+            }
             BusMessage::ToRoom {
                 room, event, data, ..
             } => json!({ "to_room": room, "event": event, "data": data }),
@@ -166,6 +178,7 @@ impl BusMessage {
             });
         }
         let to_room = take_str("to_room");
+        let id = take_str("id");
         let event = take_str("event")?;
         let data = m.remove("data")?;
         if let Some(room) = to_room {
@@ -188,6 +201,7 @@ impl BusMessage {
             users,
             event,
             data,
+            id,
         })
     }
 }
@@ -202,9 +216,22 @@ impl Hub {
         data: &Value,
         except: Option<ConnId>,
     ) -> Outcome {
+        self.publish_kept(users, event, data, None, except)
+    }
+
+    /// [`Hub::publish`] of something kept in history under `id`, which goes with it
+    /// beside the data.
+    pub(super) fn publish_kept(
+        &self,
+        users: &[UserId],
+        event: &str,
+        data: &Value,
+        id: Option<&str>,
+        except: Option<ConnId>,
+    ) -> Outcome {
         let mut ids = self.held_by(Some(users));
         ids.retain(|c| Some(*c) != except);
-        self.deliver_here(&ids, event, data);
+        self.deliver_here_with(&ids, event, data, id);
         if !self.stores.bus.reaches_other_nodes() {
             return Ok(());
         }
@@ -215,6 +242,7 @@ impl Hub {
             users: users.to_vec(),
             event: event.to_owned(),
             data: data.clone(),
+            id: id.map(str::to_owned),
         };
         let names: Vec<&str> = users.iter().map(|u| u.as_str()).collect();
         self.stores
@@ -281,10 +309,18 @@ impl Hub {
     /// here never waits on the bus, so it does not depend on Redis being up or on
     /// this node's subscription being back after an outage.
     pub(super) fn deliver_here(&self, ids: &[ConnId], event: &str, data: &Value) {
+        self.deliver_here_with(ids, event, data, None);
+    }
+
+    /// [`Hub::deliver_here`], with the history id beside the data when there is one.
+    fn deliver_here_with(&self, ids: &[ConnId], event: &str, data: &Value, id: Option<&str>) {
         if ids.is_empty() {
             return;
         }
-        let text = crate::envelope::envelope(event, data);
+        let text = match id {
+            Some(id) => crate::envelope::envelope_with_id(event, data, id),
+            None => crate::envelope::envelope(event, data),
+        };
         self.with_sink(|sink| sink.send_text(ids, &text));
     }
 
@@ -348,8 +384,12 @@ impl Hub {
                 room, event, data, ..
             } => self.deliver_here(&self.held_by(Some(&self.members(&room))), &event, &data),
             BusMessage::Deliver {
-                users, event, data, ..
-            } => self.deliver_here(&self.held_by(Some(&users)), &event, &data),
+                users,
+                event,
+                data,
+                id,
+                ..
+            } => self.deliver_here_with(&self.held_by(Some(&users)), &event, &data, id.as_deref()),
         }
     }
 
@@ -396,6 +436,14 @@ mod tests {
                 users: vec!["23".into(), "ann".into()],
                 event: "private.message".into(),
                 data: json!({"message": "hi", "id": "1-0"}),
+                id: None,
+            },
+            BusMessage::Deliver {
+                node: "n1".into(),
+                users: vec!["23".into()],
+                event: "message".into(),
+                data: json!({"title": "hello"}),
+                id: Some("1-0".into()),
             },
             BusMessage::All {
                 node: "n1".into(),
@@ -450,7 +498,8 @@ mod tests {
                 node: "x".into(),
                 users: vec!["23".into()],
                 event: "e".into(),
-                data: Value::Null
+                data: Value::Null,
+                id: None,
             })
         );
         let kick = BusMessage::Kick {
@@ -469,6 +518,7 @@ mod tests {
             users: vec!["u".into()],
             event: "e".into(),
             data: json!({"node": "elsewhere"}),
+            id: None,
         };
         let text = m.to_json();
         assert!(text.starts_with(r#"{"node":"00ff","#), "{text}");

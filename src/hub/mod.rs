@@ -126,6 +126,12 @@ pub struct Config {
     /// alive; after that, another node takes its users out of their rooms. Renewed four
     /// times within it. Default 10 s.
     pub node_timeout: Duration,
+    /// Whether a notification POSTed to the admin listener (`/notify`) is kept in each
+    /// of its users' history (`notifications:<user>`) and delivered with its id beside
+    /// the data, so that a client coming back asks for what it missed
+    /// (`notification.history`). Notifications published straight on the channel are
+    /// delivered only. Default `false`: a site opts in.
+    pub keep_notifications: bool,
     /// How long a listing of every node (`/cluster/...`) waits for the other nodes'
     /// answers; a node that has not answered by then is named as missing. Default 2 s.
     pub gather_timeout: Duration,
@@ -153,6 +159,7 @@ impl Default for Config {
             notifications_channel: "notifications".into(),
             node_timeout: Duration::from_secs(10),
             gather_timeout: Duration::from_secs(2),
+            keep_notifications: false,
         }
     }
 }
@@ -289,10 +296,11 @@ impl Call<'_> {
 type Method = fn(&Hub, &Call, &Value) -> Outcome;
 
 /// The dispatch table: each client event the hub answers, and its handler.
-const METHODS: [(&str, Method); 24] = [
+const METHODS: [(&str, Method); 25] = [
     ("authenticate", Hub::authenticate),
     ("notice.send", Hub::notice_send),
     ("notice.notice", Hub::notice_send),
+    ("notification.history", Hub::notification_history),
     ("private.send", Hub::private_send),
     ("private.history", Hub::private_history),
     ("chat.create", Hub::chat_create),

@@ -19,6 +19,46 @@ impl Hub {
     }
 }
 
+impl Hub {
+    /// The history stream of `user`'s kept notifications.
+    pub(super) fn notification_stream(user: &str) -> String {
+        format!("notifications:{user}")
+    }
+
+    /// A notification for `users` POSTed to the admin listener, with
+    /// [`Config::keep_notifications`]: kept in each user's history, then delivered
+    /// with its id. Returns each user's id.
+    pub(super) fn keep_notification(
+        &self,
+        users: &[UserId],
+        data: &Value,
+    ) -> Result<serde_json::Map<String, Value>, Error> {
+        let mut ids = serde_json::Map::new();
+        for user in users {
+            let entry = json!({ "time": now_iso8601(), "data": data });
+            let id = self
+                .stores
+                .history
+                .append(&Self::notification_stream(user), &entry)?
+                .to_string();
+            self.count("notifications");
+            self.publish_kept(std::slice::from_ref(user), "message", data, Some(&id), None)?;
+            ids.insert(user.to_string(), Value::String(id));
+        }
+        Ok(ids)
+    }
+
+    /// `notification.history` `{"after": id?, "limit": n?}`: this user's kept
+    /// notifications, `{"id", "time", "data"}` each.
+    pub(super) fn notification_history(&self, ctx: &Call, data: &Value) -> Outcome {
+        let me = self.user_of(ctx)?;
+        let NotificationHistory { page } = self.read(data)?;
+        let list = self.history(&Self::notification_stream(&me), page)?;
+        ctx.reply("notification.history", json!({ "messages": list }));
+        Ok(())
+    }
+}
+
 /// The `notice` event: from whom (none when the site sent it), when, and what.
 pub(super) fn notice_event(notice: &Notice, from: Option<&UserId>) -> Value {
     json!({

@@ -238,6 +238,19 @@ impl Request for PrivateHistory {
     }
 }
 
+/// `notification.history` `{"after": id?, "limit": n?}`.
+pub(super) struct NotificationHistory {
+    pub page: Page,
+}
+
+impl Request for NotificationHistory {
+    fn read(data: &Value, config: &Config) -> Result<Self, Error> {
+        Ok(NotificationHistory {
+            page: fields(data, config).page()?,
+        })
+    }
+}
+
 /// `chat.create`, `chat.leave`, `chat.members`: `{"room": name}`.
 pub(super) struct Room {
     pub room: String,

@@ -82,11 +82,19 @@ impl Hub {
             })),
             ("POST", "/notify") => {
                 let text = std::str::from_utf8(request.body).unwrap_or("");
-                if read_notification(text).is_none() {
+                let Some((users, data)) = read_notification(text) else {
                     return Some(AdminResponse::error(
                         400,
                         "expected {\"users\": [..], \"data\": ..}",
                     ));
+                };
+                if self.config.keep_notifications {
+                    return Some(match self.keep_notification(&users, &data) {
+                        Ok(ids) => {
+                            AdminResponse::new(202, json!({ "published": true, "ids": ids }))
+                        }
+                        Err(e) => AdminResponse::error(503, &e.to_string()),
+                    });
                 }
                 Some(
                     match self
