@@ -18,6 +18,13 @@
  *                     switchboard serve also sends notifications as `message`
  * on('*', fn) sees every event as fn(name, data).
  *
+ * options.recover (switchboard serve): after a reconnection, once the connection is
+ * `authenticated` again, the client asks for what it missed while away, by the last
+ * id it saw: `chat.join` with `lastId` for each room it is in, `private.history` with
+ * `after` for each user it exchanged private messages with, and
+ * `notification.history` with `after` when kept notifications came with ids. The
+ * answers come as those events do when the page asks itself.
+ *
  * Browsers cannot set request headers on a WebSocket; a value such as a session id
  * travels as a subprotocol (options.protocols), and the server selects it back.
  */
@@ -36,6 +43,15 @@
     this.maxDelay = options.maxDelay === undefined ? 30000 : options.maxDelay;
     // Close codes after which the client does not come back (4003: kicked).
     this.finalCodes = options.finalCodes || [4003];
+    this.recover = !!options.recover;
+    // What recovery asks for: the last id seen per room, per private peer, and of
+    // kept notifications; who this user is; whether a connection was ready before.
+    this.rooms = {};
+    this.peers = {};
+    this.lastNotification = null;
+    this.userId = null;
+    this.wasReady = false;
+    this.missed = false;
     this.listeners = {};
     this.attempts = 0;
     this.hint = null;
@@ -102,6 +118,8 @@
       self.attempts = 0;
       self.hint = null;
       self.protocol = ws.protocol;
+      self.missed = self.wasReady;
+      self.wasReady = true;
       self._fire('ready', { protocol: ws.protocol });
     };
     ws.onmessage = function (m) {
@@ -115,6 +133,9 @@
       if (!msg || typeof msg.event !== 'string') {
         self._fire('message', msg);
         return;
+      }
+      if (self.recover) {
+        self._note(msg);
       }
       if (msg.event === 'end' && msg.data && typeof msg.data.minDelayMs === 'number' &&
           typeof msg.data.maxDelayMs === 'number') {
@@ -134,6 +155,90 @@
     };
     // A failed connection also closes; onclose decides what to do.
     ws.onerror = function () {};
+  };
+
+  /* The last id of a list of history entries, or `keep` when there is none. */
+  function lastId(messages, keep) {
+    if (messages && messages.length && typeof messages[messages.length - 1].id === 'string') {
+      return messages[messages.length - 1].id;
+    }
+    return keep;
+  }
+
+  /* Notes what recovery will ask for: rooms and last ids, from every event. */
+  WsClient.prototype._note = function (msg) {
+    var d = msg.data || {};
+    switch (msg.event) {
+      case 'authenticated':
+        this.userId = d.userId;
+        if (this.missed) {
+          this.missed = false;
+          this._recover();
+        }
+        break;
+      case 'chat.create':
+      case 'chat.join':
+        if (typeof d.room === 'string') {
+          this.rooms[d.room] = lastId(d.messages, this.rooms[d.room] || null);
+        }
+        break;
+      case 'chat.history':
+        if (typeof d.room === 'string' && d.room in this.rooms) {
+          this.rooms[d.room] = lastId(d.messages, this.rooms[d.room]);
+        }
+        break;
+      case 'chat.message':
+        if (d.room in this.rooms && typeof d.id === 'string') {
+          this.rooms[d.room] = d.id;
+        }
+        break;
+      case 'chat.leave':
+        delete this.rooms[d.room];
+        break;
+      case 'chat.kicked':
+      case 'chat.banned':
+        if (d.user === this.userId) {
+          delete this.rooms[d.room];
+        }
+        break;
+      case 'private.message':
+        if (typeof d.id === 'string') {
+          this.peers[d.user === this.userId ? d.to : d.user] = d.id;
+        }
+        break;
+      case 'private.history':
+        if (typeof d.with === 'string') {
+          this.peers[d.with] = lastId(d.messages, this.peers[d.with] || null);
+        }
+        break;
+      case 'message':
+        if (typeof msg.id === 'string') {
+          this.lastNotification = msg.id;
+        }
+        break;
+      case 'notification.history':
+        this.lastNotification = lastId(d.messages, this.lastNotification);
+        break;
+    }
+  };
+
+  /* Asks for what was missed while away, by the last ids noted. */
+  WsClient.prototype._recover = function () {
+    for (var room in this.rooms) {
+      var join = { room: room };
+      if (this.rooms[room]) {
+        join.lastId = this.rooms[room];
+      }
+      this.emit('chat.join', join);
+    }
+    for (var peer in this.peers) {
+      if (this.peers[peer]) {
+        this.emit('private.history', { with: peer, after: this.peers[peer] });
+      }
+    }
+    if (this.lastNotification) {
+      this.emit('notification.history', { after: this.lastNotification });
+    }
   };
 
   WsClient.prototype._retry = function () {

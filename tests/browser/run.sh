@@ -15,3 +15,5 @@ if [[ -z "$CHROMIUM" ]]; then
 fi
 (cd "$ROOT" && timeout 1800 cargo build --release --quiet)
 timeout 300 python3 "$HERE/test_browser.py" "$ROOT/target/release/switchboard" "$CHROMIUM"
+# client.js's recovery after a reconnection, in Node with a stand-in WebSocket.
+timeout 60 node "$HERE/client_recover.js"
