@@ -514,6 +514,7 @@ impl RedisStore {
         convert: impl Fn(&redis::Msg) -> Option<T> + Send + 'static,
     ) -> Result<Receiver<T>, Error> {
         let (tx, rx) = channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let master = self.master.clone();
         let timeout = self.config.timeout;
         let subscriptions = self.subscriptions.clone();
@@ -556,10 +557,14 @@ impl RedisStore {
                     pattern,
                     open,
                     epoch,
+                    ready: Some(ready_tx),
                 };
                 subscribe_loop(line, &tx, subscriptions, report, convert)
             })
             .map_err(|e| Error::Unavailable(format!("no thread for a subscription: {e}")))?;
+        // Subscribed, or found Redis down, before the caller goes on: what is
+        // published once this returns reaches the subscriber while Redis is up.
+        let _ = ready_rx.recv_timeout(self.config.timeout);
         Ok(rx)
     }
 }
@@ -572,6 +577,8 @@ struct Line<'a> {
     pattern: bool,
     open: Arc<AtomicBool>,
     epoch: Arc<AtomicU64>,
+    /// Told once the first attempt to subscribe is over.
+    ready: Option<std::sync::mpsc::SyncSender<()>>,
 }
 
 /// Subscribes, forwards messages, and on any failure waits (0.1 s doubling to 5 s)
@@ -593,7 +600,14 @@ fn subscribe_loop<T>(
         pattern,
         open,
         epoch,
+        mut ready,
     } = line;
+    // Tells the caller the first attempt is over, whichever way.
+    let mut attempted = move || {
+        if let Some(ready) = ready.take() {
+            let _ = ready.send(());
+        }
+    };
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
     let mut lost = false;
@@ -624,11 +638,13 @@ fn subscribe_loop<T>(
                         error: e.to_string(),
                     });
                 }
+                attempted();
                 continue;
             }
         };
         // A read timeout lets the thread notice a dropped store and a dead server.
         if conn.set_read_timeout(Some(Duration::from_secs(1))).is_err() {
+            attempted();
             continue;
         }
         let mut pubsub = conn.as_pubsub();
@@ -638,9 +654,11 @@ fn subscribe_loop<T>(
             pubsub.subscribe(name)
         };
         if subscribed.is_err() {
+            attempted();
             continue;
         }
         subscriptions.fetch_add(1, Ordering::Relaxed);
+        attempted();
         backoff = Duration::from_millis(100);
         if lost {
             report(Status::Restored {
