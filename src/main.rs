@@ -53,6 +53,24 @@ usage:
       (bench/cluster.sh)
 ";
 
+/// What the hub's benches (`private`, `room`) are aimed at: the admin port of one node,
+/// which they write sessions through, and the Redis port the meter reads, if given.
+fn hub_target(
+    take: &mut impl FnMut(&str, f64) -> f64,
+    meter: &mut switchboard::loadgen::Meter,
+    scenario: &str,
+) -> Result<u16, String> {
+    let admin = take("admin-port", 0.0);
+    if !(1.0..=65535.0).contains(&admin) {
+        return Err(format!(
+            "bench {scenario}: give --admin-port, the serve's admin listener"
+        ));
+    }
+    let redis = take("redis-port", 0.0);
+    meter.redis_port = (1.0..=65535.0).contains(&redis).then_some(redis as u16);
+    Ok(admin as u16)
+}
+
 /// The help of a command that runs a server: its own options, then the server's.
 fn server_command_help<S: HasServer>(usage: &str, own: &[Opt<S>]) -> String {
     let mut out = format!("usage: {usage}\n\noptions:\n{}", cli::help(own));
@@ -712,21 +730,16 @@ fn run_bench(args: &[String]) -> Result<(), String> {
             })
         }
         Some("private") => {
-            let (admin, users, every, secs) = (
-                take("admin-port", 0.0),
+            let admin = hub_target(&mut take, &mut meter, "private")?;
+            let (users, every, secs) = (
                 take("users", 50.0),
                 take("every", 1.0),
                 take("seconds", 10.0),
             );
-            if !(1.0..=65535.0).contains(&admin) {
-                return Err("bench private: give --admin-port, the serve's admin listener".into());
-            }
-            let redis = take("redis-port", 0.0);
-            meter.redis_port = (redis >= 1.0).then_some(redis as u16);
             Box::new(move || {
                 switchboard::loadgen::private(
                     &url,
-                    admin as u16,
+                    admin,
                     users.max(2.0) as usize,
                     every.max(0.001),
                     secs,
@@ -735,21 +748,16 @@ fn run_bench(args: &[String]) -> Result<(), String> {
             })
         }
         Some("room") => {
-            let (admin, members, rate, secs, redis) = (
-                take("admin-port", 0.0),
+            let admin = hub_target(&mut take, &mut meter, "room")?;
+            let (members, rate, secs) = (
                 take("members", 1000.0),
                 take("rate", 20.0),
                 take("seconds", 10.0),
-                take("redis-port", 0.0),
             );
-            if !(1.0..=65535.0).contains(&admin) {
-                return Err("bench room: give --admin-port, the serve's admin listener".into());
-            }
-            meter.redis_port = (redis >= 1.0).then_some(redis as u16);
             Box::new(move || {
                 switchboard::loadgen::room(
                     &url,
-                    admin as u16,
+                    admin,
                     members.max(2.0) as usize,
                     rate.max(0.01),
                     secs,

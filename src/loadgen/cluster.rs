@@ -122,8 +122,12 @@ fn sign_in_all(urls: &[&str], admin_port: u16, users: usize) -> Result<Vec<Clien
     Ok(clients)
 }
 
-/// Private messages across nodes: user i sends to user i+1 every `every` seconds for
-/// `seconds`; with several URLs every message crosses from one node to another.
+/// Private messages on `switchboard serve`: `users` users, signed in with sessions
+/// written over the admin listener on `admin_port`, each sending a private message to
+/// the next user every `every` seconds for `seconds`. Each message goes through the
+/// history store and the bus (Redis, with `--redis`), so this measures both. With
+/// several URLs (comma-separated) every message crosses from one node to another;
+/// `meter` reads their cost.
 pub fn private(
     url_list: &str,
     admin_port: u16,
@@ -210,14 +214,7 @@ pub fn room(
                         "chat.message" => {
                             heard += 1;
                             heard_total.fetch_add(1, Relaxed);
-                            let sent = data["message"]
-                                .as_str()
-                                .and_then(|t| t.split(' ').next())
-                                .and_then(|t| t.parse::<u64>().ok());
-                            if let Some(sent) = sent {
-                                let now = start.elapsed().as_nanos() as u64;
-                                hist.record(Duration::from_nanos(now.saturating_sub(sent)));
-                            }
+                            super::record_sent(&mut hist, start, &data);
                         }
                         "chat.create" | "chat.join" | "error" => {
                             let _ = answers.send((i, name));

@@ -20,7 +20,7 @@
 mod broker;
 mod cluster;
 pub use broker::broker;
-pub use cluster::{room, Meter};
+pub use cluster::{private, room, Meter};
 
 use crate::client::{Client, Sender};
 use crate::protocol::message::Event;
@@ -478,20 +478,17 @@ pub fn chat(url: &str, users: usize, every: f64, seconds: f64) -> Result<Value, 
     }))
 }
 
-/// Private messages on `switchboard serve`: `users` users, signed in with sessions
-/// written over the admin listener on `admin_port`, each sending a private message to
-/// the next user every `every` seconds for `seconds`. Each message goes through the
-/// history store and the bus (Redis, with `--redis`), so this measures both. `url` may
-/// list several nodes, comma-separated; `meter` reads their cost.
-pub fn private(
-    url: &str,
-    admin_port: u16,
-    users: usize,
-    every: f64,
-    seconds: f64,
-    meter: &Meter,
-) -> Result<Value, Error> {
-    cluster::private(url, admin_port, users, every, seconds, meter)
+/// Records the latency of a message whose text starts with the nanoseconds since
+/// `start` at which it was sent (`"<ns> <n>"`, as [`talk`] and the room write it).
+pub(crate) fn record_sent(hist: &mut Histogram, start: Instant, data: &Value) {
+    let sent = data["message"]
+        .as_str()
+        .and_then(|t| t.split(' ').next())
+        .and_then(|t| t.parse::<u64>().ok());
+    if let Some(sent) = sent {
+        let now = start.elapsed().as_nanos() as u64;
+        hist.record(Duration::from_nanos(now.saturating_sub(sent)));
+    }
 }
 
 /// `PUT` on the admin listener of 127.0.0.1:`port`; fails unless it answers 2xx.
@@ -579,14 +576,7 @@ fn talk(
                         continue;
                     }
                     heard += 1;
-                    let sent = data["message"]
-                        .as_str()
-                        .and_then(|t| t.split(' ').next())
-                        .and_then(|t| t.parse::<u64>().ok());
-                    if let Some(sent) = sent {
-                        let now = start.elapsed().as_nanos() as u64;
-                        hist.record(Duration::from_nanos(now.saturating_sub(sent)));
-                    }
+                    record_sent(&mut hist, start, &data);
                 }
                 let said = talker.join().unwrap_or(0);
                 let _ = c.close(1000, "");
