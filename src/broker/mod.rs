@@ -279,18 +279,35 @@ impl Broker {
                         let posted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             broker.post(&mut client, &job)
                         }));
-                        if posted.is_err() {
+                        // The event has left the queue before its answer's commands
+                        // run: a client that answers the back end's reply at once
+                        // (its `welcome`) finds its place free.
+                        broker.done(&job);
+                        let ran = match posted {
+                            Ok(Some(answer)) => {
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    broker.answered(&job, &answer)
+                                }))
+                                .is_ok()
+                            }
+                            Ok(None) => true,
+                            Err(_) => {
+                                // A new connection to the back end, in case the old one
+                                // is left in the middle of an exchange.
+                                client = backend::Client::new(
+                                    broker.config.backend.clone(),
+                                    broker.config.backend_timeout,
+                                    broker.config.max_answer_bytes,
+                                );
+                                false
+                            }
+                        };
+                        if !ran {
                             // A bug, not an input: counted and logged, and the worker
-                            // goes on with a new connection to the back end.
+                            // goes on.
                             broker.count("backend_worker_panicked");
                             broker.warn(Some(job.conn), "back-end worker panicked", &[]);
-                            client = backend::Client::new(
-                                broker.config.backend.clone(),
-                                broker.config.backend_timeout,
-                                broker.config.max_answer_bytes,
-                            );
                         }
-                        broker.done(&job);
                     }
                 })?;
         }
@@ -414,10 +431,10 @@ impl Broker {
         }
     }
 
-    /// Sends one event and runs the answer's commands. While the back end cannot be
-    /// reached, the event is tried again (every 100 ms, then up to every second) until
-    /// it is [`Config::backend_wait`] old.
-    fn post(&self, client: &mut backend::Client, job: &Job) {
+    /// Sends one event; returns the back end's answer, for [`Broker::answered`]. While
+    /// the back end cannot be reached, the event is tried again (every 100 ms, then up
+    /// to every second) until it is [`Config::backend_wait`] old.
+    fn post(&self, client: &mut backend::Client, job: &Job) -> Option<backend::Answer> {
         let info = {
             let infos = self.infos();
             match infos.get(&job.conn) {
@@ -455,7 +472,7 @@ impl Broker {
                         "event dropped: the back end failed",
                         &[("type", &job.kind), ("why", &e.label()), ("error", &e)],
                     );
-                    return;
+                    return None;
                 }
             }
         };
@@ -468,6 +485,11 @@ impl Broker {
                 &[("status", &answer.status)],
             );
         }
+        Some(answer)
+    }
+
+    /// Runs the commands of the back end's `answer` to `job`'s event.
+    fn answered(&self, job: &Job, answer: &backend::Answer) {
         match commands::read_answer(&answer.body) {
             Some(list) => {
                 self.run(&list, Some(job.conn));
