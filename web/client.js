@@ -22,8 +22,9 @@
  * `authenticated` again, the client asks for what it missed while away, by the last
  * id it saw: `chat.join` with `lastId` for each room it is in, `private.history` with
  * `after` for each user it exchanged private messages with, and
- * `notification.history` with `after` when kept notifications came with ids. The
- * answers come as those events do when the page asks itself.
+ * `notification.history` with `after` when kept notifications came with ids, each
+ * from 2 s before that id: the answers may repeat messages the page has, by id. They
+ * come as those events do when the page asks itself.
  *
  * Browsers cannot set request headers on a WebSocket; a value such as a session id
  * travels as a subprotocol (options.protocols), and the server selects it back.
@@ -222,22 +223,32 @@
     }
   };
 
-  /* Asks for what was missed while away, by the last ids noted. */
+  /* An id `RESUME_MARGIN_MS` before `id` (ids are "ms-seq"). On several nodes a
+   * message from a sender on another node can arrive after a later one from this
+   * connection's node, so recovery starts a little before the last id seen; what
+   * comes again has an id the page has seen. */
+  var RESUME_MARGIN_MS = 2000;
+  function before(id) {
+    var ms = parseInt(String(id).split('-')[0], 10);
+    return isNaN(ms) ? id : Math.max(0, ms - RESUME_MARGIN_MS) + '-0';
+  }
+
+  /* Asks for what was missed while away, from a little before the last ids noted. */
   WsClient.prototype._recover = function () {
     for (var room in this.rooms) {
       var join = { room: room };
       if (this.rooms[room]) {
-        join.lastId = this.rooms[room];
+        join.lastId = before(this.rooms[room]);
       }
       this.emit('chat.join', join);
     }
     for (var peer in this.peers) {
       if (this.peers[peer]) {
-        this.emit('private.history', { with: peer, after: this.peers[peer] });
+        this.emit('private.history', { with: peer, after: before(this.peers[peer]) });
       }
     }
     if (this.lastNotification) {
-      this.emit('notification.history', { after: this.lastNotification });
+      this.emit('notification.history', { after: before(this.lastNotification) });
     }
   };
 

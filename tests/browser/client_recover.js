@@ -1,6 +1,6 @@
 // client.js's recovery, in Node with a stand-in WebSocket: after a reconnection and a
-// new `authenticated`, a client made with {recover: true} asks for what it missed by
-// the last ids it saw; one without the option asks nothing.
+// new `authenticated`, a client made with {recover: true} asks for what it missed from
+// 2 s before the last ids it saw; one without the option asks nothing.
 //
 // Usage: node tests/browser/client_recover.js
 'use strict';
@@ -47,14 +47,14 @@ async function run(recover) {
   await ready(client);
   const first = sockets[0];
   first.push({ event: 'authenticated', data: { userId: 'ann', sessionId: 's' } });
-  first.push({ event: 'chat.join', data: { room: 'lobby', messages: [{ id: '1-0' }] } });
-  first.push({ event: 'chat.message', data: { room: 'lobby', id: '2-0', user: 'bob' } });
+  first.push({ event: 'chat.join', data: { room: 'lobby', messages: [{ id: '1000-0' }] } });
+  first.push({ event: 'chat.message', data: { room: 'lobby', id: '1764755102123-4', user: 'bob' } });
   first.push({ event: 'chat.join', data: { room: 'quiet', messages: [] } });
   first.push({ event: 'chat.join', data: { room: 'gone', messages: [] } });
   first.push({ event: 'chat.leave', data: { room: 'gone' } });
-  first.push({ event: 'private.message', data: { user: 'bob', to: 'ann', id: '3-0' } });
-  first.push({ event: 'private.message', data: { user: 'ann', to: 'cat', id: '3-1' } });
-  first.push({ event: 'message', data: { title: 'hi' }, id: '4-0' });
+  first.push({ event: 'private.message', data: { user: 'bob', to: 'ann', id: '3000-0' } });
+  first.push({ event: 'private.message', data: { user: 'ann', to: 'cat', id: '1500-1' } });
+  first.push({ event: 'message', data: { title: 'hi' }, id: '4000-0' });
   const again = ready(client);
   first.drop(1006);
   await again;
@@ -68,11 +68,12 @@ async function run(recover) {
 (async () => {
   const asked = await run(true);
   assert.deepStrictEqual(asked, [
-    { event: 'chat.join', data: { room: 'lobby', lastId: '2-0' } },
+    // From 2 s before each last id seen (never below 0).
+    { event: 'chat.join', data: { room: 'lobby', lastId: '1764755100123-0' } },
     { event: 'chat.join', data: { room: 'quiet' } },
-    { event: 'private.history', data: { with: 'bob', after: '3-0' } },
-    { event: 'private.history', data: { with: 'cat', after: '3-1' } },
-    { event: 'notification.history', data: { after: '4-0' } },
+    { event: 'private.history', data: { with: 'bob', after: '1000-0' } },
+    { event: 'private.history', data: { with: 'cat', after: '0-0' } },
+    { event: 'notification.history', data: { after: '2000-0' } },
   ]);
   assert.deepStrictEqual(await run(false), [], 'without recover, nothing is asked');
   console.log('client.js recovery: 2 passed, 0 failed');
